@@ -1,0 +1,496 @@
+"""YAML configuration → frozen dataclasses (SPEC §3); every problem collected with its key path."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+PROVIDERS = ("edin", "invoicebox")
+DEFAULT_BASE_URLS = {"edin": "https://doc.edin.ua", "invoicebox": "https://api.invoicebox.ru"}
+# Documented (invoicebox) or conservative (edin: none documented, the provider page says 5/s).
+DEFAULT_RATES = {"edin": ("5/s",), "invoicebox": ("100/30s",)}
+EXCEL_MAX_ROWS = 1_048_575
+
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+          "h": 3600.0, "hour": 3600.0}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]*)\s*$")
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateWindow:
+    """At most `limit` requests in any `seconds`-long window."""
+
+    limit: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.seconds:g}s"
+
+
+def parse_rate(spec: str) -> RateWindow:
+    """Parse `5/s`, `100/30s`, `200/min`, `1000/h`; ValueError with a readable message."""
+    m = _RATE_RE.match(spec.lower())
+    if not m or m.group(3) not in _UNITS:
+        raise ValueError(f"not a rate like 5/s, 100/30s, 200/min or 1000/h: {spec!r}")
+    limit, count, unit = int(m.group(1)), m.group(2), m.group(3)
+    seconds = (float(count) if count else 1.0) * _UNITS[unit or "s"]
+    if limit <= 0 or seconds <= 0:
+        raise ValueError(f"a rate needs a positive count and window: {spec!r}")
+    return RateWindow(limit=limit, seconds=seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Auth:
+    email: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.password, self.token) if s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InviteOptions:
+    contract_template_id: int | None = None
+    owner_company_id: int | None = None
+    create_missing_partners: bool = True
+    skip_already_invited: bool = True
+    mark_status: bool = True
+    status_batch_size: int = 100
+    partner_id: str | None = None  # invoicebox: the integrator's partnerId
+    type: str = "email"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    workers: int = 4
+    rate: tuple[RateWindow, ...] = ()
+    timeout: Timeouts = Timeouts()
+    max_rows: int = EXCEL_MAX_ROWS
+    max_cell_length: int = 32_767  # Excel's own cell limit
+    max_file_size: int = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    max_retry_after: float = 120.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxOptions:
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    drop_rate: float = 0.0
+    rate_limit: tuple[RateWindow, ...] = ()
+    session_idle: float = 600.0
+    seed: int | None = None
+    partners: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    provider: Literal["edin", "invoicebox"]
+    action: Literal["invite", "mark"] = "invite"
+    base_url: str
+    auth: Auth
+    invite: InviteOptions = InviteOptions()
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    limits: Limits = Limits()
+    retry: RetryPolicy = RetryPolicy()
+    stop_after_consecutive_failures: int = 20
+    sandbox: SandboxOptions = SandboxOptions()
+    ca_bundle: str | None = None
+    source: str = ""
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url == "embedded"
+
+    def secrets(self) -> tuple[str, ...]:
+        return self.auth.secrets()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the settings that change what is sent; secrets left out."""
+        data = asdict(self)
+        data.pop("auth", None)
+        data.pop("source", None)
+        data["auth_email"] = self.auth.email
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+# ---------------------------------------------------------------- loading
+
+class _Problems:
+    """Collects problems with their key paths instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}" if path else message)
+
+
+def expand_env(value: Any, env: Mapping[str, str], problems: _Problems, path: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of the tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, problems, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, problems, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.add(path, f"environment variable {name} is not set")
+        return ""
+
+    return _VAR_RE.sub(sub, value)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class _Section:
+    """Typed reads from one mapping; unknown keys reported when done."""
+
+    def __init__(self, data: Any, path: str, problems: _Problems) -> None:
+        self.path, self.problems = path, problems
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            problems.add(path, "must be a mapping")
+            data = {}
+        self.data: dict[str, Any] = data
+        self.seen: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def section(self, key: str) -> _Section:
+        return _Section(self._get(key), _join(self.path, key), self.problems)
+
+    def _typed(self, key: str, default: Any, conv: Callable[[Any], Any], what: str) -> Any:
+        raw = self._get(key)
+        if raw is None:
+            return default
+        try:
+            return conv(raw)
+        except (TypeError, ValueError):
+            self.problems.add(_join(self.path, key), f"must be {what}, got {raw!r}")
+            return default
+
+    def str(self, key: str, default: str | None = None) -> str | None:
+        return self._typed(key, default, _to_str, "text")  # type: ignore[no-any-return]
+
+    def int(self, key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
+        def conv(v: Any) -> int:
+            n = _to_int(v)
+            if n < minimum:
+                raise ValueError
+            return n
+        return self._typed(key, default, conv, f"a whole number ≥ {minimum}")  # type: ignore[no-any-return]
+
+    def float(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+        def conv(v: Any) -> float:
+            if isinstance(v, bool):
+                raise ValueError
+            x = float(v)
+            if x < minimum or (maximum is not None and x > maximum):
+                raise ValueError
+            return x
+        bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"≥ {minimum:g}"
+        return self._typed(key, default, conv, f"a number {bound}")  # type: ignore[no-any-return]
+
+    def bool(self, key: str, default: bool) -> bool:
+        return self._typed(key, default, _to_bool, "true or false")  # type: ignore[no-any-return]
+
+    def rates(self, key: str, default: tuple[RateWindow, ...]) -> tuple[RateWindow, ...]:
+        raw = self._get(key)
+        if raw is None:
+            return default
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            self.problems.add(_join(self.path, key), "must be a rate like 5/s or a list of them")
+            return default
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(parse_rate(str(item)))
+            except ValueError as e:
+                self.problems.add(f"{_join(self.path, key)}[{i}]", str(e))
+        return tuple(out)
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                self.problems.add(_join(self.path, str(key)), "unknown key")
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, dict | list):
+        raise ValueError
+    return str(v)
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool) or isinstance(v, float) and not v.is_integer():
+        raise ValueError
+    return int(str(v).strip()) if isinstance(v, str) else int(v)
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "yes", "on", "1"):
+        return True
+    if s in ("false", "no", "off", "0"):
+        return False
+    raise ValueError
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str | None:
+    """A problem with the base URL, or None. Plain http is allowed only on loopback."""
+    if url == "embedded":
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL or 'embedded', got {url!r}"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return f"plain http is refused except on loopback (use https): {url!r}"
+    return None
+
+
+def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str = "") -> Config:
+    """Build a Config from parsed YAML; raise ConfigError listing every problem."""
+    problems = _Problems()
+    data = expand_env(data, os.environ if env is None else env, problems)
+    top = _Section(data, "", problems)
+
+    provider = top.str("provider")
+    if provider not in PROVIDERS:
+        problems.add("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+        provider = "edin"
+    action = top.str("action", "invite")
+    allowed = ("invite", "mark") if provider == "edin" else ("invite",)
+    if action not in allowed:
+        problems.add("action", f"must be {' or '.join(allowed)} for {provider}, got {action!r}")
+        action = "invite"
+    base_url = top.str("base_url", DEFAULT_BASE_URLS[provider]) or ""
+    if (problem := check_base_url(base_url)) is not None:
+        problems.add("base_url", problem)
+
+    auth = _auth(top.section("auth"), provider)
+    invite = _invite(top.section("invite"), provider)
+    columns = _columns(top.section("columns"))
+    limits = _limits(top.section("limits"), provider, top)
+    retry = _retry(top.section("retry"))
+    stop_after = top.int("stop_after_consecutive_failures", 20) or 20
+    sandbox = _sandbox(top.section("sandbox"))
+    ca_bundle = top.str("ca_bundle")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        problems.add("ca_bundle", f"no such file: {ca_bundle}")
+    top.finish()
+
+    if problems.items:
+        raise ConfigError(problems.items, source)
+    return Config(
+        provider=provider,  # type: ignore[arg-type]
+        action=action,  # type: ignore[arg-type]
+        base_url=base_url.rstrip("/"),
+        auth=auth,
+        invite=invite,
+        columns=columns,
+        limits=limits,
+        retry=retry,
+        stop_after_consecutive_failures=stop_after,
+        sandbox=sandbox,
+        ca_bundle=ca_bundle,
+        source=source,
+    )
+
+
+def _auth(s: _Section, provider: str) -> Auth:
+    email, password, token = s.str("email"), s.str("password"), s.str("token")
+    if provider == "edin":
+        for key, value in (("email", email), ("password", password)):
+            if not value:
+                s.problems.add(_join(s.path, key), "is required for edin")
+        if token is not None:
+            s.problems.add(_join(s.path, "token"), "is for invoicebox; edin logs in with email + password")
+    else:
+        if not token:
+            s.problems.add(_join(s.path, "token"), "is required for invoicebox")
+        for key, value in (("email", email), ("password", password)):
+            if value is not None:
+                s.problems.add(_join(s.path, key), "is for edin; invoicebox uses a token")
+    s.finish()
+    return Auth(email=email, password=password, token=token)
+
+
+def _invite(s: _Section, provider: str) -> InviteOptions:
+    edin_keys = ("contract_template_id", "owner_company_id", "create_missing_partners",
+                 "skip_already_invited", "mark_status", "status_batch_size")
+    foreign = ("partner_id", "type") if provider == "edin" else edin_keys
+    for key in foreign:
+        if s.has(key):
+            s.seen.add(key)
+            s.problems.add(_join(s.path, key), f"is not an option for {provider}")
+    opts = InviteOptions(
+        contract_template_id=s.int("contract_template_id"),
+        owner_company_id=s.int("owner_company_id"),
+        create_missing_partners=s.bool("create_missing_partners", True),
+        skip_already_invited=s.bool("skip_already_invited", True),
+        mark_status=s.bool("mark_status", True),
+        status_batch_size=s.int("status_batch_size", 100) or 100,
+        partner_id=s.str("partner_id"),
+        type=s.str("type", "email") or "email",
+    )
+    if opts.contract_template_id is not None and opts.owner_company_id is not None:
+        s.problems.add(s.path, "give contract_template_id or owner_company_id, not both")
+    if provider == "invoicebox":
+        if opts.partner_id is not None and not _is_uuid(opts.partner_id):
+            s.problems.add(_join(s.path, "partner_id"), f"must be a UUID (36 characters), got {opts.partner_id!r}")
+        if opts.type != "email":
+            s.problems.add(_join(s.path, "type"), f"only 'email' is documented, got {opts.type!r}")
+    s.finish()
+    return opts
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+COLUMN_FIELDS = ("partner_id", "code", "name", "email", "contact_person", "phone", "comment",
+                 "contract_template_id", "owner_company_id")
+
+
+def _columns(s: _Section) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value in s.data.items():
+        s.seen.add(key)
+        path = _join(s.path, str(key))
+        if key not in COLUMN_FIELDS:
+            s.problems.add(path, f"unknown field; fields are {', '.join(COLUMN_FIELDS)}")
+            continue
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
+            s.problems.add(path, "must be a header name or a list of them")
+            continue
+        out[str(key)] = tuple(str(i) for i in items)
+    return out
+
+
+def _limits(s: _Section, provider: str, top: _Section) -> Limits:
+    t = s.section("timeout")
+    timeouts = Timeouts(connect=t.float("connect", 5.0, minimum=0.001), read=t.float("read", 30.0, minimum=0.001))
+    t.finish()
+    # max_rows is also accepted at the top level, where an operator may well look for it first.
+    max_rows = top.int("max_rows") or s.int("max_rows", EXCEL_MAX_ROWS) or EXCEL_MAX_ROWS
+    limits = Limits(
+        workers=s.int("workers", 4) or 4,
+        rate=s.rates("rate", tuple(parse_rate(r) for r in DEFAULT_RATES[provider])),
+        timeout=timeouts,
+        max_rows=max_rows,
+        max_cell_length=s.int("max_cell_length", 32_767) or 32_767,
+        max_file_size=s.int("max_file_size", 200 * 1024 * 1024) or 200 * 1024 * 1024,
+    )
+    if limits.workers > 64:
+        s.problems.add(_join(s.path, "workers"), "at most 64")
+    s.finish()
+    return limits
+
+
+def _retry(s: _Section) -> RetryPolicy:
+    policy = RetryPolicy(
+        attempts=s.int("attempts", 5) or 5,
+        initial_wait=s.float("initial_wait", 0.5),
+        max_wait=s.float("max_wait", 30.0),
+        max_retry_after=s.float("max_retry_after", 120.0),
+    )
+    s.finish()
+    return policy
+
+
+def _sandbox(s: _Section) -> SandboxOptions:
+    opts = SandboxOptions(
+        latency_ms=s.float("latency_ms", 0.0),
+        error_rate=s.float("error_rate", 0.0, maximum=1.0),
+        throttle_rate=s.float("throttle_rate", 0.0, maximum=1.0),
+        drop_rate=s.float("drop_rate", 0.0, maximum=1.0),
+        rate_limit=s.rates("rate_limit", ()),
+        session_idle=s.float("session_idle", 600.0, minimum=0.001),
+        seed=s.int("seed", None, minimum=0),
+        partners=s.str("partners"),
+    )
+    s.finish()
+    return opts
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([f"no such file: {p}"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"cannot read {p}: {e.__class__.__name__}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}"], str(p)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["must be a YAML mapping of settings"], str(p))
+    return parse_config(data, env=env, source=str(p))

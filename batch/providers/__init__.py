@@ -1,0 +1,1 @@
+"""HTTP clients of the providers; they know their API and nothing about files."""
