@@ -89,8 +89,10 @@ class APIError(InviteBatchError):
         code: str | None = None,
         request_id: str | None = None,
         response: Any = None,
+        attempts: int = 1,
     ) -> None:
         super().__init__(message)
+        self.attempts = attempts
         self.message = message
         self.http_status = http_status
         self.code = code
