@@ -1,0 +1,416 @@
+"""The results workbook or CSV (SPEC §5) with the formula-injection guard; the input template (SPEC §2)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+from xlsxwriter.exceptions import XlsxWriterException
+from xlsxwriter.format import Format
+
+from .errors import UsageError
+from .model import RowResult, Status, Summary
+
+RESULT_COLUMNS = ("row", "status", "detail", "partner_id", "invitation_id", "marked", "http_status",
+                  "attempts", "request_id", "sent_at")
+
+# OWASP CSV injection: a cell starting with one of these may be read as a formula.
+RISKY_PREFIXES = frozenset("=+-@\t\r")
+
+STATUS_COLOURS: dict[str, str | None] = {
+    Status.SENT: "#C6EFCE",       # green
+    Status.SKIPPED: "#D9D9D9",    # grey
+    Status.DUPLICATE: "#DDEBF7",  # light blue
+    Status.INVALID: "#F8CBAD",    # orange
+    Status.FAILED: "#FFC7CE",     # red
+    Status.UNKNOWN: "#FFEB9C",    # yellow
+    Status.PENDING: None,         # no fill
+}
+
+MIN_WIDTH, MAX_WIDTH = 8, 60
+WIDTH_SAMPLE = 1000          # rows looked at to size columns: widths stay cheap for a million rows
+XLSX_MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
+
+_WORKBOOK_OPTIONS = {
+    # Rows are streamed to a temp file as written, so memory stays flat up to Excel's row limit.
+    "constant_memory": True,
+    # write_string never converts, but keep write() from ever guessing either.
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
+
+TEMPLATE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "edin": ("partner_id", "code", "name", "email", "contact_person", "phone", "comment",
+             "contract_template_id", "owner_company_id"),
+    "invoicebox": ("email", "partner_id"),
+}
+
+# field → (required, English, Ukrainian, other accepted headers); per provider where the meaning differs.
+_HELP: dict[str, dict[str, tuple[str, str, str, str]]] = {
+    "edin": {
+        "partner_id": ("partner_id or code",
+                       "EDIN partner ID, a positive integer. When filled in, the partner is not looked up "
+                       "by code.",
+                       "Ідентифікатор партнера в EDIN, ціле додатне число. Якщо заповнено, пошук за кодом не "
+                       "виконується.",
+                       "ID контрагента, ID партнера, Ідентифікатор партнера"),
+        "code": ("partner_id or code",
+                 "EDRPOU (8 digits) or RNOKPP (10 digits) with a valid check digit. The column is "
+                 "formatted as text so leading zeros are kept.",
+                 "Код ЄДРПОУ (8 цифр) або РНОКПП (10 цифр) з правильною контрольною цифрою. Стовпець має "
+                 "текстовий формат, тож нулі на початку зберігаються.",
+                 "ЄДРПОУ, Код ЄДРПОУ, РНОКПП, ІПН"),
+        "name": ("to create a partner",
+                 "Company name; needed only when the partner does not exist in EDIN yet and must be created.",
+                 "Назва компанії; потрібна лише тоді, коли партнера ще немає в EDIN і його треба створити.",
+                 "Назва, Найменування"),
+        "email": ("to create a partner",
+                  "Partner's e-mail address; needed only when the partner must be created; must be valid.",
+                  "Електронна пошта партнера; потрібна лише для створення партнера; має бути "
+                  "правильною адресою.",
+                  "Ел. пошта, Електронна пошта"),
+        "contact_person": ("no", "Contact person; optional, sent when the partner is created.",
+                           "Контактна особа; необов'язково, передається під час створення партнера.",
+                           "Контактна особа, ПІБ"),
+        "phone": ("no", "Phone number; optional, sent when the partner is created.",
+                  "Номер телефону; необов'язково, передається під час створення партнера.", "Телефон"),
+        "comment": ("no", "Comment; optional, sent when the partner is created.",
+                    "Коментар; необов'язково, передається під час створення партнера.", "Коментар, Примітка"),
+        "contract_template_id": ("one of the two, here or in the config",
+                                 "Contract template ID, a positive integer. Leave empty to use the config's; "
+                                 "exactly one of this and owner_company_id must result.",
+                                 "Ідентифікатор шаблону договору, ціле додатне число. Залиште порожнім, щоб "
+                                 "узяти значення з конфігурації; має вийти рівно одне з цього поля та "
+                                 "owner_company_id.",
+                                 "template_id, Шаблон"),
+        "owner_company_id": ("one of the two, here or in the config",
+                             "Owner company ID, a positive integer: the alternative to contract_template_id.",
+                             "Ідентифікатор компанії-власника, ціле додатне число: альтернатива "
+                             "contract_template_id.",
+                             "company_id"),
+    },
+    "invoicebox": {
+        "email": ("yes", "Partner's e-mail address (the invitation's identifier), at most 100 characters.",
+                  "Електронна адреса партнера (ідентифікатор запрошення), не довше 100 символів.",
+                  "e-mail, identifier, Ел. пошта, Електронна пошта"),
+        "partner_id": ("no", "The integrator's partnerId (a UUID, 36 characters). Leave empty to use the "
+                             "config's invite.partner_id.",
+                       "partnerId інтегратора (UUID, 36 символів). Залиште порожнім, щоб узяти "
+                       "invite.partner_id з конфігурації.",
+                       "partnerId, ID партнера"),
+    },
+}
+
+
+def neutralise(text: str) -> str:
+    """Prefix an apostrophe to a cell that a spreadsheet could read as a formula (CSV rule)."""
+    return "'" + text if text[:1] in RISKY_PREFIXES else text
+
+
+def default_output_path(input_path: str | Path) -> Path:
+    """`<stem>.results.xlsx` next to the input; `.csv` when the input is CSV."""
+    p = Path(input_path)
+    ext = ".csv" if p.suffix.lower() == ".csv" else ".xlsx"
+    return p.with_name(f"{p.stem}.results{ext}")
+
+
+def result_headers(headers: Sequence[str]) -> list[str]:
+    """The input's headers, then RESULT_COLUMNS renamed where an input header already has the name."""
+    taken = {_key(h) for h in headers}
+    out = list(headers)
+    for name in RESULT_COLUMNS:
+        unique, n = name, 1
+        while _key(unique) in taken:
+            unique = f"{name} (result)" if n == 1 else f"{name} (result {n})"
+            n += 1
+        taken.add(_key(unique))
+        out.append(unique)
+    return out
+
+
+def write_results(
+    path: str | Path, headers: Sequence[str], results: Sequence[RowResult], summary: Summary
+) -> None:
+    """Write every row's outcome, in input order, to an .xlsx or .csv file, atomically."""
+    target = Path(path)
+    kind = _kind(target)
+    ordered = sorted(results, key=lambda r: r.line)
+    if kind == "xlsx" and len(ordered) > XLSX_MAX_DATA_ROWS:
+        raise UsageError(f"{target}: {len(ordered):,} rows do not fit in an Excel sheet; use .csv")
+    with _atomic(target) as tmp:
+        if kind == "csv":
+            _write_csv(tmp, headers, ordered)
+        else:
+            _write_xlsx(tmp, headers, ordered, summary)
+
+
+def write_template(provider: str, path: str | Path, *, overwrite: bool = False) -> None:
+    """Write an empty input file with the provider's headers (.xlsx with a Help sheet, or .csv)."""
+    if provider not in TEMPLATE_COLUMNS:
+        raise UsageError(f"unknown provider {provider!r}; expected one of: {', '.join(TEMPLATE_COLUMNS)}")
+    target = Path(path)
+    kind = _kind(target)
+    # A template written over a filled-in partner list would silently lose it.
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target}: already exists; choose another name or remove it first")
+    columns = TEMPLATE_COLUMNS[provider]
+    with _atomic(target) as tmp:
+        if kind == "csv":
+            with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+                csv.writer(fh).writerow(columns)
+        else:
+            _write_xlsx_template(tmp, provider, columns)
+
+
+# --- CSV --------------------------------------------------------------------------------------------------
+
+
+def _write_csv(tmp: Path, headers: Sequence[str], ordered: Sequence[RowResult]) -> None:
+    n = len(headers)
+    with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+        minimal = csv.writer(fh, quoting=csv.QUOTE_MINIMAL)
+        # The csv module quotes only `,`, quotes and line breaks; a row holding `;` is written fully quoted
+        # so a reader sniffing for `;` (Excel in a Ukrainian locale, our own reader) cannot split it.
+        quote_all = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        minimal.writerow([neutralise(h) for h in result_headers(headers)])
+        risky = RISKY_PREFIXES
+        for res in ordered:
+            cells = res.cells if len(res.cells) == n else _fit(res.cells, n)
+            row = ["'" + c if c[:1] in risky else c for c in cells]
+            row += (str(res.line), str(res.status), neutralise(res.detail), neutralise(res.partner_id),
+                    neutralise(res.invitation_id), neutralise(res.marked),
+                    "" if res.http_status is None else str(res.http_status), str(res.attempts),
+                    neutralise(res.request_id), neutralise(res.sent_at))
+            (quote_all if ";" in "".join(row) else minimal).writerow(row)
+
+
+# --- XLSX -------------------------------------------------------------------------------------------------
+
+
+def _write_xlsx(tmp: Path, headers: Sequence[str], ordered: Sequence[RowResult], summary: Summary) -> None:
+    wb = xlsxwriter.Workbook(str(tmp), _WORKBOOK_OPTIONS)
+    try:
+        _fill_results_sheet(wb, headers, ordered)
+        _fill_summary_sheet(wb, summary)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wb.close()  # releases the row temp files; the half-made file is removed by _atomic
+        raise
+    _close(wb, tmp)
+
+
+def _fill_results_sheet(
+    wb: xlsxwriter.Workbook, headers: Sequence[str], ordered: Sequence[RowResult]
+) -> None:
+    ws = wb.add_worksheet("Results")
+    names = result_headers(headers)
+    n = len(headers)
+    c_row, c_status, c_detail, c_pid, c_inv, c_marked, c_http, c_att, c_req, c_sent = range(n, n + 10)
+
+    # Every format made once; a cell only picks one by its first character.
+    quote = wb.add_format({"quote_prefix": True})
+    wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+    wrap_quote = wb.add_format({"text_wrap": True, "valign": "top", "quote_prefix": True})
+    header = wb.add_format({"bold": True, "bottom": 1})
+    header_quote = wb.add_format({"bold": True, "bottom": 1, "quote_prefix": True})
+    status_fmt: dict[str, Format | None] = {
+        s: wb.add_format({"bg_color": colour, "pattern": 1}) if colour else None
+        for s, colour in STATUS_COLOURS.items()
+    }
+
+    # constant_memory streams rows as written, so widths come from a sample before any row is written.
+    for col, width in enumerate(_widths(names, ordered, n)):
+        ws.set_column(col, col, width)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, len(ordered), len(names) - 1)
+
+    put = ws.write_string
+    num = ws.write_number
+    risky = RISKY_PREFIXES
+    for col, name in enumerate(names):
+        put(0, col, name, header_quote if name[:1] in risky else header)
+    for r, res in enumerate(ordered, start=1):
+        cells = res.cells if len(res.cells) == n else _fit(res.cells, n)
+        for col, text in enumerate(cells):
+            if text:
+                put(r, col, text, quote if text[0] in risky else None)
+        num(r, c_row, res.line)
+        put(r, c_status, str(res.status), status_fmt.get(res.status))
+        if text := res.detail:
+            put(r, c_detail, text, wrap_quote if text[0] in risky else wrap)
+        for col, text in ((c_pid, res.partner_id), (c_inv, res.invitation_id), (c_marked, res.marked),
+                          (c_req, res.request_id), (c_sent, res.sent_at)):
+            if text:
+                put(r, col, text, quote if text[0] in risky else None)
+        if res.http_status is not None:
+            num(r, c_http, res.http_status)
+        num(r, c_att, res.attempts)
+
+
+def _fill_summary_sheet(wb: xlsxwriter.Workbook, summary: Summary) -> None:
+    ws = wb.add_worksheet("Summary")
+    bold = wb.add_format({"bold": True})
+    quote = wb.add_format({"quote_prefix": True})
+    total = sum(summary.counts.values())
+    figures: list[tuple[str, str | float]] = [
+        ("Input file", summary.input_path),
+        ("Provider", summary.provider),
+        ("Action", summary.action),
+        ("Dry run", "yes" if summary.dry_run else "no"),
+        ("Started (UTC)", _iso_utc(summary.started)),
+        ("Finished (UTC)", _iso_utc(summary.finished)),
+        ("Duration, s", round(summary.duration, 3)),
+        ("Rows attempted per second", round(summary.rate, 3)),
+        ("Rows per second, all rows", round(total / summary.duration, 3) if summary.duration > 0 else 0.0),
+        ("Stopped early", summary.stopped or "no"),
+    ]
+    ws.set_column(0, 0, 28)
+    ws.set_column(1, 1, max(MIN_WIDTH, min(MAX_WIDTH, max(len(str(v)) for _, v in figures) + 2)))
+    row = 0
+    for label, value in figures:
+        ws.write_string(row, 0, label, bold)
+        if isinstance(value, str):
+            ws.write_string(row, 1, value, quote if value[:1] in RISKY_PREFIXES else None)
+        else:
+            ws.write_number(row, 1, value)
+        row += 1
+
+    row += 1
+    ws.write_string(row, 0, "Status", bold)
+    ws.write_string(row, 1, "Rows", bold)
+    first = row + 1
+    colours: list[dict[str, Any]] = []
+    for status in Status:
+        row += 1
+        colour = STATUS_COLOURS[status]
+        fill = wb.add_format({"bg_color": colour, "pattern": 1}) if colour else None
+        ws.write_string(row, 0, status.value, fill)
+        ws.write_number(row, 1, summary.counts.get(status.value, 0))
+        colours.append({"fill": {"color": colour or "#FFFFFF"}, "border": {"color": "#808080"}})
+    last = row
+    row += 1
+    ws.write_string(row, 0, "Total", bold)
+    ws.write_number(row, 1, total, bold)
+
+    chart = wb.add_chart({"type": "column"})
+    chart.add_series({
+        "name": "Rows",
+        "categories": ["Summary", first, 0, last, 0],
+        "values": ["Summary", first, 1, last, 1],
+        "points": colours,
+        "data_labels": {"value": True},
+    })
+    chart.set_title({"name": "Rows by status"})
+    chart.set_legend({"none": True})
+    ws.insert_chart(1, 3, chart)
+
+
+def _write_xlsx_template(tmp: Path, provider: str, columns: Sequence[str]) -> None:
+    wb = xlsxwriter.Workbook(str(tmp))
+    # Text format on every column: codes keep leading zeros, phones their `+`, ids stay text.
+    text = wb.add_format({"num_format": "@"})
+    header = wb.add_format({"bold": True, "bottom": 1, "num_format": "@"})
+    ws = wb.add_worksheet("Partners")  # first sheet: the one the reader takes by default
+    for col, name in enumerate(columns):
+        ws.set_column(col, col, max(len(name) + 4, 14), text)
+        ws.write_string(0, col, name, header)
+    ws.freeze_panes(1, 0)
+
+    help_ws = wb.add_worksheet("Help")
+    bold_wrap = wb.add_format({"bold": True, "text_wrap": True, "valign": "top", "bottom": 1})
+    wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+    for col, (title, width) in enumerate((("Column", 22), ("Required", 16), ("Meaning", 50),
+                                          ("Опис українською", 50), ("Also accepted as header", 30))):
+        help_ws.set_column(col, col, width)
+        help_ws.write_string(0, col, title, bold_wrap)
+    for row, name in enumerate(columns, start=1):
+        help_ws.write_string(row, 0, name, wrap)
+        for col, value in enumerate(_HELP[provider][name], start=1):
+            help_ws.write_string(row, col, value, wrap)
+    help_ws.freeze_panes(1, 0)
+    _close(wb, tmp)
+
+
+def _widths(names: Sequence[str], ordered: Sequence[RowResult], n: int) -> list[int]:
+    """Column widths that fit the header and an evenly spread sample of rows, within MIN_WIDTH..MAX_WIDTH."""
+    longest = [_text_len(name) for name in names]
+    step = max(1, len(ordered) // WIDTH_SAMPLE)
+    for res in ordered[::step]:
+        values = (*_fit(res.cells, n), str(res.line), str(res.status), res.detail, res.partner_id,
+                  res.invitation_id, res.marked, str(res.http_status or ""), str(res.attempts),
+                  res.request_id, res.sent_at)
+        for col, value in enumerate(values):
+            if value and (size := _text_len(value)) > longest[col]:
+                longest[col] = size
+    return [max(MIN_WIDTH, min(MAX_WIDTH, size + 2)) for size in longest]
+
+
+def _close(wb: xlsxwriter.Workbook, tmp: Path) -> None:
+    try:
+        wb.close()
+    except XlsxWriterException as exc:
+        raise UsageError(f"{tmp.name}: cannot write the workbook: {exc}") from exc
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _kind(target: Path) -> str:
+    ext = target.suffix.lower()
+    if ext not in (".xlsx", ".csv"):
+        raise UsageError(f"{target}: unsupported output type {ext or '(none)'!r}; use .xlsx or .csv")
+    return ext[1:]
+
+
+@contextlib.contextmanager
+def _atomic(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; move it into place only when the block succeeds."""
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"{target}: the folder {folder} does not exist")
+    if target.is_dir():
+        raise UsageError(f"{target}: is a folder, not a file")
+    tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}"
+    try:
+        # Created with 0o666 less the umask, like any new file; mkstemp's 0600 would survive os.replace.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise UsageError(f"{target}: cannot write in {folder}: {exc.strerror}") from exc
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise UsageError(f"{target}: cannot replace the file (is it open in another program?): "
+                             f"{exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _fit(cells: Sequence[str], n: int) -> tuple[str, ...]:
+    """Exactly n cells: short rows padded, cells beyond the headers dropped (they have no column)."""
+    return tuple(cells[:n]) + ("",) * (n - len(cells))
+
+
+def _key(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _text_len(text: str) -> int:
+    return max(map(len, text.split("\n"))) if "\n" in text else len(text)
+
+
+def _iso_utc(moment: datetime) -> str:
+    """UTC ISO 8601 to the second; a naive time is taken as UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
