@@ -213,10 +213,10 @@ class _Section:
             self.problems.add(_join(self.path, key), f"must be {what}, got {raw!r}")
             return default
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    def text(self, key: str, default: str | None = None) -> str | None:
         return self._typed(key, default, _to_str, "text")  # type: ignore[no-any-return]
 
-    def int(self, key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
+    def integer(self, key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
         def conv(v: Any) -> int:
             n = _to_int(v)
             if n < minimum:
@@ -224,7 +224,7 @@ class _Section:
             return n
         return self._typed(key, default, conv, f"a whole number ≥ {minimum}")  # type: ignore[no-any-return]
 
-    def float(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    def number(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
         def conv(v: Any) -> float:
             if isinstance(v, bool):
                 raise ValueError
@@ -235,7 +235,7 @@ class _Section:
         bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"≥ {minimum:g}"
         return self._typed(key, default, conv, f"a number {bound}")  # type: ignore[no-any-return]
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         return self._typed(key, default, _to_bool, "true or false")  # type: ignore[no-any-return]
 
     def rates(self, key: str, default: tuple[RateWindow, ...]) -> tuple[RateWindow, ...]:
@@ -312,16 +312,16 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     data = expand_env(data, os.environ if env is None else env, problems)
     top = _Section(data, "", problems)
 
-    provider = top.str("provider")
+    provider = top.text("provider")
     if provider not in PROVIDERS:
         problems.add("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
         provider = "edin"
-    action = top.str("action", "invite")
+    action = top.text("action", "invite")
     allowed = ("invite", "mark") if provider == "edin" else ("invite",)
     if action not in allowed:
         problems.add("action", f"must be {' or '.join(allowed)} for {provider}, got {action!r}")
         action = "invite"
-    base_url = top.str("base_url", DEFAULT_BASE_URLS[provider]) or ""
+    base_url = top.text("base_url", DEFAULT_BASE_URLS[provider]) or ""
     if (problem := check_base_url(base_url)) is not None:
         problems.add("base_url", problem)
 
@@ -330,9 +330,9 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     columns = _columns(top.section("columns"))
     limits = _limits(top.section("limits"), provider, top)
     retry = _retry(top.section("retry"))
-    stop_after = top.int("stop_after_consecutive_failures", 20) or 20
+    stop_after = top.integer("stop_after_consecutive_failures", 20) or 20
     sandbox = _sandbox(top.section("sandbox"))
-    ca_bundle = top.str("ca_bundle")
+    ca_bundle = top.text("ca_bundle")
     if ca_bundle and not Path(ca_bundle).is_file():
         problems.add("ca_bundle", f"no such file: {ca_bundle}")
     top.finish()
@@ -356,7 +356,7 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
 
 
 def _auth(s: _Section, provider: str) -> Auth:
-    email, password, token = s.str("email"), s.str("password"), s.str("token")
+    email, password, token = s.text("email"), s.text("password"), s.text("token")
     if provider == "edin":
         for key, value in (("email", email), ("password", password)):
             if not value:
@@ -382,14 +382,14 @@ def _invite(s: _Section, provider: str) -> InviteOptions:
             s.seen.add(key)
             s.problems.add(_join(s.path, key), f"is not an option for {provider}")
     opts = InviteOptions(
-        contract_template_id=s.int("contract_template_id"),
-        owner_company_id=s.int("owner_company_id"),
-        create_missing_partners=s.bool("create_missing_partners", True),
-        skip_already_invited=s.bool("skip_already_invited", True),
-        mark_status=s.bool("mark_status", True),
-        status_batch_size=s.int("status_batch_size", 100) or 100,
-        partner_id=s.str("partner_id"),
-        type=s.str("type", "email") or "email",
+        contract_template_id=s.integer("contract_template_id"),
+        owner_company_id=s.integer("owner_company_id"),
+        create_missing_partners=s.flag("create_missing_partners", True),
+        skip_already_invited=s.flag("skip_already_invited", True),
+        mark_status=s.flag("mark_status", True),
+        status_batch_size=s.integer("status_batch_size", 100) or 100,
+        partner_id=s.text("partner_id"),
+        type=s.text("type", "email") or "email",
     )
     if opts.contract_template_id is not None and opts.owner_company_id is not None:
         s.problems.add(s.path, "give contract_template_id or owner_company_id, not both")
@@ -432,17 +432,17 @@ def _columns(s: _Section) -> dict[str, tuple[str, ...]]:
 
 def _limits(s: _Section, provider: str, top: _Section) -> Limits:
     t = s.section("timeout")
-    timeouts = Timeouts(connect=t.float("connect", 5.0, minimum=0.001), read=t.float("read", 30.0, minimum=0.001))
+    timeouts = Timeouts(connect=t.number("connect", 5.0, minimum=0.001), read=t.number("read", 30.0, minimum=0.001))
     t.finish()
     # max_rows is also accepted at the top level, where an operator may well look for it first.
-    max_rows = top.int("max_rows") or s.int("max_rows", EXCEL_MAX_ROWS) or EXCEL_MAX_ROWS
+    max_rows = top.integer("max_rows") or s.integer("max_rows", EXCEL_MAX_ROWS) or EXCEL_MAX_ROWS
     limits = Limits(
-        workers=s.int("workers", 4) or 4,
+        workers=s.integer("workers", 4) or 4,
         rate=s.rates("rate", tuple(parse_rate(r) for r in DEFAULT_RATES[provider])),
         timeout=timeouts,
         max_rows=max_rows,
-        max_cell_length=s.int("max_cell_length", 32_767) or 32_767,
-        max_file_size=s.int("max_file_size", 200 * 1024 * 1024) or 200 * 1024 * 1024,
+        max_cell_length=s.integer("max_cell_length", 32_767) or 32_767,
+        max_file_size=s.integer("max_file_size", 200 * 1024 * 1024) or 200 * 1024 * 1024,
     )
     if limits.workers > 64:
         s.problems.add(_join(s.path, "workers"), "at most 64")
@@ -452,10 +452,10 @@ def _limits(s: _Section, provider: str, top: _Section) -> Limits:
 
 def _retry(s: _Section) -> RetryPolicy:
     policy = RetryPolicy(
-        attempts=s.int("attempts", 5) or 5,
-        initial_wait=s.float("initial_wait", 0.5),
-        max_wait=s.float("max_wait", 30.0),
-        max_retry_after=s.float("max_retry_after", 120.0),
+        attempts=s.integer("attempts", 5) or 5,
+        initial_wait=s.number("initial_wait", 0.5),
+        max_wait=s.number("max_wait", 30.0),
+        max_retry_after=s.number("max_retry_after", 120.0),
     )
     s.finish()
     return policy
@@ -463,14 +463,14 @@ def _retry(s: _Section) -> RetryPolicy:
 
 def _sandbox(s: _Section) -> SandboxOptions:
     opts = SandboxOptions(
-        latency_ms=s.float("latency_ms", 0.0),
-        error_rate=s.float("error_rate", 0.0, maximum=1.0),
-        throttle_rate=s.float("throttle_rate", 0.0, maximum=1.0),
-        drop_rate=s.float("drop_rate", 0.0, maximum=1.0),
+        latency_ms=s.number("latency_ms", 0.0),
+        error_rate=s.number("error_rate", 0.0, maximum=1.0),
+        throttle_rate=s.number("throttle_rate", 0.0, maximum=1.0),
+        drop_rate=s.number("drop_rate", 0.0, maximum=1.0),
         rate_limit=s.rates("rate_limit", ()),
-        session_idle=s.float("session_idle", 600.0, minimum=0.001),
-        seed=s.int("seed", None, minimum=0),
-        partners=s.str("partners"),
+        session_idle=s.number("session_idle", 600.0, minimum=0.001),
+        seed=s.integer("seed", None, minimum=0),
+        partners=s.text("partners"),
     )
     s.finish()
     return opts
