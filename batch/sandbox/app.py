@@ -1,0 +1,122 @@
+"""Both APIs behind one router, wrapped in latency, faults, the rate limit and the ledger."""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..config import SandboxOptions
+from .edin import Edin
+from .faults import Draw, Faults, RateLimiter, retry_after
+from .invoicebox import Invoicebox
+from .ledger import Ledger
+from .wire import Request, Response, error, json_response
+
+Handler = Callable[[Request], Response]
+AccountOf = Callable[[Request], "str | None"]
+
+# What a proxy in front of a real API answers; 502/503 are HTML, so clients must go by the status.
+_ERROR_BODIES = {
+    500: error(500, None, "Internal Server Error"),
+    502: Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
+    503: Response(503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html"),
+}
+
+
+class Sandbox:
+    """The simulator without sockets: `handle` turns a Request into a Response, or None for a drop."""
+
+    def __init__(self, options: SandboxOptions, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.options = options
+        self._sleep = sleep
+        self.ledger = Ledger(clock)
+        self.faults = Faults(options)
+        self.limiter = RateLimiter(options.rate_limit)
+        self.edin = Edin(options, self.ledger, clock)
+        self.invoicebox = Invoicebox(self.ledger)
+        self._routes: dict[str, dict[str, tuple[Handler, AccountOf]]] = {}
+        for provider in (self.edin, self.invoicebox):
+            for (method, path), handler in provider.routes.items():
+                self._routes.setdefault(path, {})[method] = (handler, provider.account)
+
+    def handle(self, req: Request) -> Response | None:
+        """Answer one request; None means: close the connection without answering."""
+        if req.path == "/_sandbox" or req.path.startswith("/_sandbox/"):
+            return self._admin(req)  # never faulted, never counted
+        now = self.ledger.arrive()
+        if self.options.latency_ms > 0:
+            self._sleep(self.options.latency_ms / 1000)
+        draw = self.faults.draw()
+        methods = self._routes.get(req.path)
+        route = methods.get(req.method) if methods else None
+        response = self._fault(draw)
+        if response is None:
+            account = (route[1](req) if route else None) or f"ip:{req.client}"
+            wait = self.limiter.acquire(account, now)
+            if wait is not None:
+                response = error(429, None, "Too Many Requests", headers=[("Retry-After", retry_after(wait))])
+        if response is None:
+            response = self._process(req, route, methods)
+            if draw.drop:  # processed, effects kept; the answer is lost on the way back
+                self.ledger.dropped()
+                return None
+        response.headers.append(("X-Request-Id", str(uuid.uuid4())))
+        self.ledger.answered(response.status)
+        return response
+
+    def _fault(self, draw: Draw) -> Response | None:
+        if draw.throttle:
+            return error(429, None, "Too Many Requests", headers=[("Retry-After", "1")])
+        if draw.error is not None:
+            template = _ERROR_BODIES[draw.error]
+            return Response(template.status, template.body, template.content_type, [])
+        return None
+
+    def _process(self, req: Request, route: tuple[Handler, AccountOf] | None,
+                 methods: dict[str, Any] | None) -> Response:
+        if methods is None:
+            return error(404, "not_found", f"no such endpoint: {req.path}")
+        if route is None:
+            return error(405, "method_not_allowed", f"{req.method} is not allowed here",
+                         headers=[("Allow", ", ".join(sorted(methods)))])
+        try:
+            return route[0](req)
+        except Exception:  # a sandbox bug must show as a 500, not as a hung client
+            traceback.print_exc(file=sys.stderr)
+            return error(500, "sandbox_bug", "the sandbox failed on this request")
+
+    # ------------------------------------------------------------ /_sandbox/*
+
+    def ledger_json(self, window: float | None = None) -> dict[str, Any]:
+        return self.ledger.snapshot(self.edin.partner_codes(), window)
+
+    def reset(self, *, everything: bool = False) -> None:
+        """Clear the ledger; with `everything`, also partners, sessions, rate windows and the seed."""
+        self.ledger.clear()
+        if everything:
+            self.edin.reset()
+            self.limiter.clear()
+            self.faults.reseed()
+
+    def _admin(self, req: Request) -> Response:
+        if req.path == "/_sandbox/ledger" and req.method == "GET":
+            raw = req.arg("window")
+            try:
+                window = float(raw) if raw else None
+            except ValueError:
+                window = -1.0
+            if window is not None and not window > 0:
+                return error(400, "bad_request", "window must be a number of seconds > 0")
+            return json_response(200, self.ledger_json(window))
+        if req.path == "/_sandbox/reset" and req.method == "POST":
+            everything = (req.arg("all") or "").lower() in ("1", "true", "yes")
+            self.reset(everything=everything)
+            return json_response(200, {"reset": "all" if everything else "ledger"})
+        if req.path == "/_sandbox/partners" and req.method == "GET":
+            return json_response(200, self.edin.all_partners())
+        return error(404, "not_found", f"no such sandbox endpoint: {req.method} {req.path}")

@@ -1,0 +1,80 @@
+"""Misbehaviour on demand: seeded random faults and a per-account sliding-window rate limit."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from ..config import RateWindow, SandboxOptions
+
+ERROR_STATUSES = (500, 502, 503)
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """What the dice say for one request: throttle it, fail it with a status, or drop its answer."""
+
+    throttle: bool = False
+    error: int | None = None
+    drop: bool = False
+
+
+class Faults:
+    """One `random.Random(seed)` behind a lock, so a seed replays the same faults in arrival order."""
+
+    def __init__(self, options: SandboxOptions) -> None:
+        self._options = options
+        self._lock = threading.Lock()
+        self._rng = random.Random(options.seed)
+
+    def reseed(self) -> None:
+        with self._lock:
+            self._rng = random.Random(self._options.seed)
+
+    def draw(self) -> Draw:
+        """Every request draws the same four numbers, so one fault's rate never shifts another's sequence."""
+        o = self._options
+        with self._lock:
+            t, e, d = self._rng.random(), self._rng.random(), self._rng.random()
+            status = self._rng.choice(ERROR_STATUSES)
+        return Draw(throttle=t < o.throttle_rate, error=status if e < o.error_rate else None,
+                    drop=d < o.drop_rate)
+
+
+class RateLimiter:
+    """Every window enforced together, per account; only admitted requests fill a window."""
+
+    def __init__(self, windows: tuple[RateWindow, ...]) -> None:
+        self._windows = windows
+        self._lock = threading.Lock()
+        self._hits: dict[str, list[deque[float]]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+    def acquire(self, account: str, now: float) -> float | None:
+        """Admit and record a request (None), or refuse it: the seconds until a slot frees up."""
+        if not self._windows:
+            return None
+        with self._lock:
+            hits = self._hits.setdefault(account, [deque() for _ in self._windows])
+            wait = 0.0
+            for window, times in zip(self._windows, hits, strict=True):
+                while times and times[0] <= now - window.seconds:
+                    times.popleft()
+                if len(times) >= window.limit:
+                    wait = max(wait, times[0] + window.seconds - now)
+            if wait > 0:
+                return wait
+            for times in hits:
+                times.append(now)
+            return None
+
+
+def retry_after(wait: float) -> str:
+    """Retry-After in whole seconds, at least 1, never earlier than the slot frees up."""
+    return str(max(1, math.ceil(wait)))
