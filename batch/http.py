@@ -1,0 +1,382 @@
+"""The HTTP session, the one classification of outcomes, the mapping of errors to ours, and the retry policy."""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import http.cookiejar
+import json as jsonlib
+import logging
+import math
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+import urllib3.exceptions as u3
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from . import __version__
+from .config import RetryPolicy, Timeouts
+from .errors import AmbiguousAPIError, APIError, FatalAPIError, RetriableAPIError, SessionExpiredError
+from .logs import redact
+from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+DETAIL_MAX = 300  # characters of a provider's error text kept in a message
+
+
+class Outcome(enum.Enum):
+    """What the caller should do with one HTTP exchange."""
+
+    SUCCESS = "success"
+    RETRIABLE = "retriable"  # not processed (or safe to repeat): try again after a wait
+    FATAL = "fatal"  # refused for good: the row fails
+    AMBIGUOUS = "ambiguous"  # a change may have happened without an answer: never resend blindly
+    SESSION_EXPIRED = "session_expired"  # log in again, then repeat
+
+
+# Where a failed exchange stopped decides whether a change may have happened.
+#
+# With urllib3 retries off (requests' max_retries=0 is Retry(0, read=False)), urllib3 raises:
+#  * MaxRetryError(reason=NewConnectionError / NameResolutionError / ConnectTimeoutError) when no
+#    connection could be made, which requests turns into ConnectionError / ConnectTimeout: nothing was
+#    sent, so any method may be repeated;
+#  * the bare ProtocolError('Connection aborted.', RemoteDisconnected / ConnectionResetError /
+#    BrokenPipeError) or ReadTimeoutError once the request was being written or answered, which requests
+#    turns into ConnectionError / ReadTimeout (ChunkedEncodingError if the body broke mid-way).
+# RemoteDisconnected is also what a stale pooled keep-alive connection gives when the server closed it
+# just before we wrote. urllib3 re-checks pooled connections before reuse (is_connection_dropped) and
+# retries idempotent methods only; it declined to retry POST on RemoteDisconnected (urllib3 PRs
+# #1909/#1911), because the same error comes from a server that processed the request and then died —
+# exactly what the sandbox's drop_rate does. So for a mutating call any drop after connecting is
+# AMBIGUOUS; for a read it is simply RETRIABLE.
+_BEFORE_SENDING: tuple[type[BaseException], ...] = (
+    u3.NewConnectionError,  # includes NameResolutionError; in urllib3 2 also a ConnectTimeoutError
+    u3.ConnectTimeoutError,
+    u3.ProxyError,
+    u3.ClosedPoolError,
+    u3.EmptyPoolError,
+    requests.ConnectTimeout,
+    requests.exceptions.ProxyError,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+_AFTER_SENDING: tuple[type[BaseException], ...] = (
+    requests.ReadTimeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    requests.ConnectionError,
+    u3.ProtocolError,
+    u3.ReadTimeoutError,
+    u3.SSLError,
+    http.client.HTTPException,  # RemoteDisconnected, IncompleteRead, BadStatusLine
+    ssl.SSLError,
+    OSError,  # ConnectionResetError, BrokenPipeError, TimeoutError on a connected socket
+)
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    requests.RequestException, u3.HTTPError, http.client.HTTPException, OSError,
+)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps: args, MaxRetryError.reason, __cause__, __context__."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        reason = getattr(e, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+        todo.extend(c for c in (e.__cause__, e.__context__) if c is not None)
+
+
+def classify(*, status: int | None = None, error: BaseException | None = None, mutating: bool,
+             session: bool = False) -> Outcome:
+    """Classify one exchange by its HTTP status or by the exception that ended it."""
+    if status is not None:
+        if 200 <= status < 300:
+            return Outcome.SUCCESS
+        if status in RETRIABLE_STATUSES:
+            return Outcome.RETRIABLE
+        # EDIN documents no error format: a call needing the session that is refused, or redirected
+        # (to a login page), means the session is gone. Without a session these are plain refusals.
+        if session and (status in (401, 403) or 300 <= status < 400):
+            return Outcome.SESSION_EXPIRED
+        return Outcome.FATAL
+    if error is None:
+        raise ValueError("classify needs a status or an error")
+    causes = list(_causes(error))
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes):
+        return Outcome.FATAL  # a certificate problem does not heal by retrying
+    if any(isinstance(e, _BEFORE_SENDING) for e in causes):
+        return Outcome.RETRIABLE
+    if any(isinstance(e, _AFTER_SENDING) for e in causes):
+        return Outcome.AMBIGUOUS if mutating else Outcome.RETRIABLE
+    return Outcome.FATAL  # InvalidURL, InvalidHeader, TooManyRedirects...: retrying cannot help
+
+
+def describe_error(error: BaseException) -> str:
+    """A short, secret-free account of a network error: what happened and the innermost cause."""
+    causes = list(_causes(error))
+    inner = causes[-1] if causes else error
+    if isinstance(error, requests.ConnectTimeout):
+        what = "connect timeout"
+    elif isinstance(error, requests.ReadTimeout):
+        what = "no answer within the read timeout"
+    elif any(isinstance(e, _BEFORE_SENDING) for e in causes):
+        what = "could not connect"
+    elif any(isinstance(e, _AFTER_SENDING) for e in causes):
+        what = "connection dropped before an answer"
+    else:
+        what = "request failed"
+    name = type(inner).__name__
+    return what if name in ("ConnectTimeout", "ReadTimeout") else f"{what} ({name})"
+
+
+def parse_retry_after(value: str | None, *, date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After of delta-seconds or an HTTP-date (against the answer's Date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    when = _http_date(value)
+    if when is None:
+        return None
+    # Measured against the server's own Date header when present, so clock skew between us cancels out.
+    ref = _http_date(date) if date else None
+    return max(0.0, (when - (ref or datetime.now(UTC))).total_seconds())
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def error_detail(body: bytes) -> tuple[str | None, str]:
+    """(code, message) from a provider's error body: Invoicebox's {"error": {...}} or any JSON or text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = jsonlib.loads(text)
+    except ValueError:
+        text = re.sub(r"<[^>]*>", " ", text)  # an HTML error page: keep its words
+        return None, _short(text)
+    code: Any = None
+    message: Any = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        src = err if isinstance(err, dict) else data
+        code = src.get("code") if isinstance(src.get("code"), str | int) else None
+        message = src.get("message") or src.get("description") or src.get("detail")
+        if isinstance(err, str):
+            message = message or err
+        fields = src.get("fields")
+        if isinstance(fields, list) and fields:
+            parts = [_field_text(f) for f in fields if isinstance(f, dict)]
+            message = "; ".join(p for p in [str(message) if message else "", *parts] if p)
+    if not message:
+        message = jsonlib.dumps(data, ensure_ascii=False) if data not in (None, "", {}) else ""
+    return (str(code) if code is not None else None), _short(str(message))
+
+
+def _field_text(f: Mapping[str, Any]) -> str:
+    name, code, message = f.get("name"), f.get("code"), f.get("message")
+    head = " ".join(str(x) for x in (name, code) if x)
+    return f"{head}: {message}" if message else head
+
+
+def _short(text: str) -> str:
+    text = redact(" ".join(text.split()))
+    return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer, with what the results file wants to know about it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str
+    attempts: int
+    elapsed_ms: float  # of the last attempt
+    cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not JSON."""
+        return jsonlib.loads(self.body.decode("utf-8-sig"))
+
+
+class _Wait:
+    """Full-jitter exponential back-off, but never shorter than a server's Retry-After (capped)."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+        self._cap = policy.max_retry_after
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self._jitter(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self._cap))
+        return wait
+
+
+class HttpClient:
+    """One requests.Session for all workers: pooled, verified, rate-limited, retried, classified."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        limiter: RateLimiter | None,
+        workers: int,
+        ca_bundle: str | None = None,
+        user_agent: str = f"invite-batch/{__version__}",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        request_id_header: str = "X-Request-Id",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = (timeouts.connect, timeouts.read)
+        self._retry = retry
+        self._limiter = limiter
+        self._sleep, self._clock = sleep, clock
+        self._request_id_header = request_id_header
+        self._verify: bool | str = ca_bundle or True
+        session = requests.Session()  # trust_env stays on: HTTPS_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE work
+        # A pool at least as large as the workers (plus the marker and a login), blocking rather than
+        # opening throw-away connections; max_retries=0 because every retry decision is ours.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, workers) + 2, pool_block=True,
+                              max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = user_agent
+        # Cookies (EDIN's SID) are passed per call by their owner; a shared jar would silently keep a
+        # stale session for every thread, so the session's jar accepts nothing.
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        self._session = session
+
+    def request(self, method: str, path: str, *, mutating: bool, session: bool = False, params: Any = None,
+                json: Any = None, data: Any = None, files: Any = None, headers: Mapping[str, str] | None = None,
+                cookies: Mapping[str, str] | None = None) -> Reply:
+        """Send one call: limiter before every try, retries for RETRIABLE, our errors for the rest."""
+        attempt = 0
+        shown = path + (f"?{urlencode(params, doseq=True)}" if params else "")
+
+        def once() -> Reply:
+            nonlocal attempt
+            attempt += 1
+            if self._limiter is not None:
+                self._limiter.acquire()
+            started = self._clock()
+            try:
+                resp = self._session.request(
+                    method, self.base_url + path, params=params, json=json, data=data, files=files,
+                    headers=dict(headers) if headers else None, cookies=dict(cookies) if cookies else None,
+                    timeout=self._timeout, verify=self._verify, allow_redirects=False,
+                )
+            except NETWORK_ERRORS as e:
+                outcome = classify(error=e, mutating=mutating, session=session)
+                log.debug("%s %s -> %s (attempt %d)", method, redact(shown), type(e).__name__, attempt)
+                raise self._network_error(outcome, e, attempt) from e
+            elapsed_ms = (self._clock() - started) * 1000
+            reply = Reply(status=resp.status_code, headers=resp.headers, body=resp.content,
+                          request_id=resp.headers.get(self._request_id_header, ""), attempts=attempt,
+                          elapsed_ms=elapsed_ms, cookies=_cookies(resp))
+            log.debug("%s %s -> %d in %.0f ms (request id %s, attempt %d)", method, redact(shown),
+                      reply.status, elapsed_ms, reply.request_id or "-", attempt)
+            outcome = classify(status=reply.status, mutating=mutating, session=session)
+            if outcome is Outcome.SUCCESS:
+                return reply
+            raise self._status_error(outcome, reply)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self._retry.attempts)),
+            wait=_Wait(self._retry),
+            retry=retry_if_exception_type(RetriableAPIError),
+            sleep=self._sleep,
+            before_sleep=lambda state: _log_retry(method, shown, state),
+            reraise=True,
+        )
+        return retrying(once)
+
+    def _status_error(self, outcome: Outcome, reply: Reply) -> APIError:
+        code, message = error_detail(reply.body)
+        text = f"HTTP {reply.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        kw: dict[str, Any] = {"http_status": reply.status, "code": code, "request_id": reply.request_id or None,
+                              "response": reply, "attempts": reply.attempts}
+        if outcome is Outcome.RETRIABLE:
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), date=reply.headers.get("Date"))
+            if reply.status == 429 and self._limiter is not None:
+                self._limiter.throttled(retry_after)
+            return RetriableAPIError(self._gave_up(text, reply.attempts), retry_after=retry_after, **kw)
+        if outcome is Outcome.SESSION_EXPIRED:
+            return SessionExpiredError(text, **kw)
+        return FatalAPIError(text, **kw)
+
+    def _network_error(self, outcome: Outcome, error: BaseException, attempt: int) -> APIError:
+        text = describe_error(error)
+        kw: dict[str, Any] = {"attempts": attempt}
+        if outcome is Outcome.RETRIABLE:
+            return RetriableAPIError(self._gave_up(text, attempt), **kw)
+        if outcome is Outcome.AMBIGUOUS:
+            return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
+        return FatalAPIError(text, **kw)
+
+    def _gave_up(self, text: str, attempt: int) -> str:
+        return f"{text} (gave up after {attempt} attempts)" if attempt >= self._retry.attempts > 1 else text
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+
+def _cookies(resp: requests.Response) -> dict[str, str]:
+    """Cookies the answer set, from the parsed jar or, failing that, the raw Set-Cookie headers."""
+    out = {c.name: c.value for c in resp.cookies if c.value is not None}
+    getlist = getattr(getattr(resp.raw, "headers", None), "getlist", None)
+    for header in getlist("Set-Cookie") if callable(getlist) else ():
+        parsed: SimpleCookie = SimpleCookie()
+        try:
+            parsed.load(header)
+        except Exception:  # a malformed cookie from a server is not our crash
+            continue
+        for name, morsel in parsed.items():
+            out.setdefault(name, morsel.value)
+    return out
+
+
+def _log_retry(method: str, shown: str, state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.info("retrying %s %s in %.1f s after %s (attempt %d failed)", method, redact(shown), wait,
+             error.message if isinstance(error, APIError) else error, state.attempt_number)

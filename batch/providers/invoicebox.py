@@ -1,0 +1,57 @@
+"""Invoicebox partner API client: one call, POST /v3/notification/api/invite, with a static Bearer token."""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+
+from .. import __version__
+from ..errors import AuthError, FatalAPIError
+from ..http import HttpClient
+from ..logs import register_secret
+from .base import Invitation
+
+log = logging.getLogger(__name__)
+
+INVITE_PATH = "/v3/notification/api/invite"
+# The API wants `AppName/1.0 (extra)`.
+USER_AGENT = f"invite-batch/{__version__} (python-requests/{requests.__version__})"
+
+
+class InvoiceboxClient:
+    """Sends invitations; there is nothing to look up, so an unanswered one stays unknown."""
+
+    def __init__(self, http: HttpClient, *, token: str) -> None:
+        self._http = http
+        register_secret(token)
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+    def invite(self, *, partner_id: str, email: str, type: str = "email") -> Invitation:
+        """Invite `email` on behalf of the integrator `partner_id`; the answer's data.id is kept as text."""
+        body = {"partnerId": partner_id, "type": type, "identifier": email}
+        try:
+            reply = self._http.request("POST", INVITE_PATH, mutating=True, json=body, headers=self._headers)
+        except FatalAPIError as e:
+            # A refused token fails every row alike: stop the run instead of charging it to each row.
+            if e.http_status == 401:
+                raise AuthError(f"Invoicebox refused the token ({e.message})") from None
+            raise
+        invitation_id = ""
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        found = data.get("data") if isinstance(data, dict) else None
+        if isinstance(found, dict) and found.get("id") not in (None, ""):
+            invitation_id = str(found["id"])
+        else:
+            log.warning("Invoicebox accepted the invitation of %s but sent no data.id (request id %s)",
+                        email, reply.request_id or "-")
+        return Invitation(invitation_id=invitation_id, request_id=reply.request_id,
+                          http_status=reply.status, attempts=reply.attempts)
