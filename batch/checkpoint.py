@@ -327,10 +327,11 @@ class Journal:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:  # the body or the commit failed: leave no transaction open
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
             except sqlite3.Error as e:
                 raise CheckpointError(f"checkpoint {self.path}: {e}") from e
 
@@ -344,7 +345,8 @@ class Journal:
                 try:
                     yield conn
                 finally:
-                    conn.execute("COMMIT")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
             except sqlite3.Error as e:
                 raise CheckpointError(f"checkpoint {self.path}: {e}") from e
 
@@ -471,7 +473,9 @@ class Journal:
                 "http_status = :http_status, request_id = :request_id, detail = :detail, "
                 "attempts = coalesce(:attempts, attempts), marked = coalesce(:marked, marked), "
                 "sent_at = coalesce(nullif(:sent_at, ''), nullif(sent_at, ''), :sent_default), "
-                "updated_at = :now, run_id = :run",
+                # run_id stays when the state does (a sent item only being marked): `report` tells this
+                # run's sends from earlier ones by it.
+                "updated_at = :now, run_id = CASE WHEN state = :state THEN run_id ELSE :run END",
                 {"identity": identity, "state": state.value, "partner_id": partner_id,
                  "invitation_id": invitation_id, "http_status": http_status, "request_id": request_id,
                  "detail": detail, "attempts": attempts, "marked": marked, "sent_at": sent_at,

@@ -186,6 +186,25 @@ def test_concurrent_workers_lose_no_commit(journal: Journal) -> None:
 
 # ── persistence, read-only, versions, corruption, file mode ─────────────────────────────────────
 
+def test_commits_are_durable_on_power_loss(journal: Journal) -> None:
+    conn = journal._conn
+    assert conn is not None
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_failed_write_leaves_no_transaction_open(journal: Journal) -> None:
+    journal.begin("p1", step="invite")
+    with pytest.raises(CheckpointError, match=r"partners\.checkpoint\.sqlite"):
+        journal.record_results([RowResult(2, (), Status.SENT),
+                                RowResult(3, (), Status.SENT, detail=None)])  # type: ignore[arg-type]
+    assert journal._conn is not None
+    assert journal._conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0  # rolled back whole
+    journal.finish("p1", state=ItemState.SENT)  # the journal still works
+    item = journal.get("p1")
+    assert item is not None and item.state is ItemState.SENT
+
+
 def test_everything_survives_a_reopen(path: Path, clock: FakeClock) -> None:
     with Journal.open(path, clock=clock) as j:
         start(j)
@@ -457,6 +476,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
             (8, "p-todo", ("5", "todo")),
             (9, "p-rec", ("6", "recorded")),
         ])
+        j.finish("p-old", state=ItemState.SENT, marked="yes")  # only marked this run: still sent before
         j.begin("p-sent", step="invite")
         j.finish("p-sent", state=ItemState.SENT, invitation_id="i1", http_status=200, request_id="r1",
                  marked="no")
@@ -488,7 +508,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
     }
     by_line = {r.line: r for r in results}
     assert (by_line[4].invitation_id, by_line[4].http_status, by_line[4].request_id, by_line[4].marked,
-            by_line[4].attempts, by_line[4].sent_at) == ("i1", 200, "r1", "no", 1, "2024-05-01T10:00:05Z")
+            by_line[4].attempts, by_line[4].sent_at) == ("i1", 200, "r1", "no", 1, "2024-05-01T10:00:06Z")
     assert by_line[9].marked == "yes"
     assert by_line[5].cells == ("2", "again")
 
