@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import traceback
@@ -18,6 +19,10 @@ from .wire import Request, Response, error, json_response
 
 Handler = Callable[[Request], Response]
 AccountOf = Callable[[Request], "str | None"]
+
+# Settings that may change while serving, with their upper bounds.
+TUNABLE = {"latency_ms": 60_000.0, "error_rate": 1.0, "throttle_rate": 1.0, "drop_rate": 1.0,
+           "session_idle": float("inf")}
 
 # What a proxy in front of a real API answers; 502/503 are HTML, so clients must go by the status.
 _ERROR_BODIES = {
@@ -103,6 +108,19 @@ class Sandbox:
             self.limiter.clear()
             self.faults.reseed()
 
+    def configure(self, **changes: Any) -> SandboxOptions:
+        """Change faults while serving (e.g. drops only after login); ValueError for a bad setting."""
+        unknown = set(changes) - set(TUNABLE)
+        if unknown:
+            raise ValueError(f"not a tunable setting: {', '.join(sorted(unknown))}")
+        for key, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= TUNABLE[key]:
+                raise ValueError(f"{key} must be a number between 0 and {TUNABLE[key]:g}")
+        self.options = dataclasses.replace(self.options, **changes)
+        self.faults.configure(self.options)
+        self.edin.set_idle(self.options.session_idle)
+        return self.options
+
     def _admin(self, req: Request) -> Response:
         if req.path == "/_sandbox/ledger" and req.method == "GET":
             raw = req.arg("window")
@@ -117,6 +135,13 @@ class Sandbox:
             everything = (req.arg("all") or "").lower() in ("1", "true", "yes")
             self.reset(everything=everything)
             return json_response(200, {"reset": "all" if everything else "ledger"})
+        if req.path == "/_sandbox/faults" and req.method == "POST":
+            try:
+                changes = req.json()
+                options = self.configure(**changes)
+            except (ValueError, TypeError) as e:
+                return error(400, "bad_request", f"a JSON object of settings is required: {e}")
+            return json_response(200, {k: getattr(options, k) for k in TUNABLE})
         if req.path == "/_sandbox/partners" and req.method == "GET":
             return json_response(200, self.edin.all_partners())
         return error(404, "not_found", f"no such sandbox endpoint: {req.method} {req.path}")

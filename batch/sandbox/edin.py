@@ -61,6 +61,9 @@ class Edin:
             self._tokens: dict[str, str] = {}
             self._sessions: dict[str, _Session] = {}
 
+    def set_idle(self, seconds: float) -> None:
+        self._idle = seconds
+
     def issued_sids(self) -> list[str]:
         with self._lock:
             return list(self._issued)

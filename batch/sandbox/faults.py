@@ -30,6 +30,10 @@ class Faults:
         self._lock = threading.Lock()
         self._rng = random.Random(options.seed)
 
+    def configure(self, options: SandboxOptions) -> None:
+        with self._lock:
+            self._options = options
+
     def reseed(self) -> None:
         with self._lock:
             self._rng = random.Random(self._options.seed)

@@ -196,6 +196,10 @@ class SandboxServer:
         """Clear the ledger (POST /_sandbox/reset); `everything` also restores partners and sessions."""
         self.app.reset(everything=everything)
 
+    def configure(self, **changes: Any) -> SandboxOptions:
+        """Change latency_ms, error_rate, throttle_rate, drop_rate or session_idle while serving."""
+        return self.app.configure(**changes)
+
     def issued_sids(self) -> list[str]:
         """Every SID ever issued, for tests that prove no output leaks one."""
         return self.app.edin.issued_sids()
