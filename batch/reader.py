@@ -1,0 +1,461 @@
+"""Input files → a Table of text cells (SPEC §4): CSV encoding and delimiter detection, workbooks, header aliases."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import hashlib
+import re
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import charset_normalizer
+import pandas as pd
+import python_calamine
+
+from .errors import InputFileError
+from .model import RawRow, Table
+
+# Matched after normalise_header(): case, spaces, "_", "-" and "." do not count.
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "partner_id": ("partner_id", "partnerId", "ID контрагента", "ID партнера", "Ідентифікатор партнера",
+                   "Идентификатор партнера"),
+    "code": ("code", "edrpou", "ЄДРПОУ", "Код ЄДРПОУ", "ЕДРПОУ", "ЕГРПОУ", "Код ЕГРПОУ", "РНОКПП", "ІПН", "ИНН"),
+    "name": ("name", "company", "Назва", "Найменування", "Название", "Наименование"),
+    "email": ("email", "e-mail", "identifier", "Ел. пошта", "Електронна пошта", "Электронная почта", "Почта"),
+    "contact_person": ("contact_person", "contact", "Контактна особа", "Контактное лицо", "ПІБ", "ФИО"),
+    "phone": ("phone", "Телефон"),
+    "comment": ("comment", "Коментар", "Комментарий", "Примітка", "Примечание"),
+    "contract_template_id": ("contract_template_id", "template_id", "Шаблон"),
+    "owner_company_id": ("owner_company_id", "company_id"),
+}
+
+PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
+    "edin": tuple(HEADER_ALIASES),
+    "invoicebox": ("email", "partner_id"),
+}
+# A file must have a column for at least one of these fields.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"edin": ("partner_id", "code"), "invoicebox": ("email",)}
+
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
+WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
+DELIMITERS = ",;\t"
+
+MAX_UNZIPPED = 1 << 30  # a workbook that inflates beyond 1 GiB is refused unread
+MAX_ZIP_RATIO = 200  # real workbooks inflate ~10-15×; bombs by thousands
+_RATIO_FLOOR = 16 << 20  # below this the ratio cannot hurt, so tiny files are never refused for it
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# An encrypted .xlsx is an OLE2 container holding this stream (MS-OFFCRYPTO).
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+_SAMPLE = 64 * 1024
+_CHUNK = 1 << 20
+
+_HEADER_JUNK = str.maketrans("", "", "_-.")
+
+
+def normalise_header(text: str) -> str:
+    """The form headers are compared in: case-folded, without whitespace, `_`, `-` or `.`."""
+    return "".join(text.casefold().split()).translate(_HEADER_JUNK)
+
+
+def read_table(
+    path: str | Path,
+    *,
+    provider: str,
+    sheet: str | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    max_rows: int = 1_048_575,
+    max_cell_length: int = 32_767,
+    max_file_size: int = 200 * 1024 * 1024,
+) -> Table:
+    """Read a CSV/XLSX/XLS/ODS file into text cells; InputFileError (one line) when the file is unusable."""
+    p = Path(path)
+    name = str(path)
+    suffix = p.suffix.lower()
+    with _mapped_errors(name), paused_gc():
+        if not p.exists():
+            raise InputFileError(f"{name}: no such file")
+        if p.is_dir():
+            raise InputFileError(f"{name}: is a directory, not a file")
+        size = p.stat().st_size
+        if size > max_file_size:
+            raise InputFileError(f"{name}: the file is {_mib(size)}, more than the limit of {_mib(max_file_size)}"
+                                 " (limits.max_file_size)")
+        if suffix not in TEXT_SUFFIXES | WORKBOOK_SUFFIXES:
+            raise InputFileError(f"{name}: unsupported file type {suffix or '(no extension)'!r};"
+                                 " use .csv, .xlsx, .xls or .ods")
+        if size == 0:
+            raise InputFileError(f"{name}: the file is empty")
+        builder = _Builder(name, provider, aliases or {}, max_rows)
+        if suffix in TEXT_SUFFIXES:
+            return _read_csv(p, builder, max_cell_length)
+        return _read_workbook(p, builder, sheet, max_cell_length)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of row objects are made."""
+    # Rows hold no reference cycles, but every full collection rescans all of them: ~40 % of a big read.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- header and rows
+
+class _Builder:
+    """Turns records (header first, blank rows included) into a Table; shared by CSV and workbooks."""
+
+    def __init__(self, name: str, provider: str, aliases: Mapping[str, Sequence[str]], max_rows: int) -> None:
+        self.name, self.where = name, name
+        self.provider, self.aliases, self.max_rows = provider, aliases, max_rows
+
+    def build(self, records: Iterable[Sequence[str]], *, sheet: str | None, sha256: str,
+              stripped: bool) -> Table:
+        it = iter(records)
+        line = 0
+        for rec in it:
+            line += 1
+            header = tuple(c.strip() for c in rec)
+            if any(header):
+                break
+        else:
+            raise InputFileError(f"{self.where}: is empty (no header row)")
+        width = max(i for i, h in enumerate(header) if h) + 1  # trailing unnamed columns are dropped
+        headers = header[:width]
+        fields = self.map_headers(headers)
+
+        rows: list[RawRow] = []
+        append, strip, max_rows = rows.append, str.strip, self.max_rows
+        pad = ("",) * width
+        # The hot loop of a million-row file: keep it to C-level calls per row.
+        for rec in it:
+            line += 1
+            if len(rec) != width:
+                if not rec:
+                    continue
+                rec = (tuple(rec) + pad)[:width]
+            cells = tuple(rec) if stripped else tuple(map(strip, rec))
+            if any(cells):
+                append(RawRow(line, cells))
+                if len(rows) > max_rows:
+                    raise InputFileError(f"{self.where}: more than {max_rows} data rows (limits.max_rows)")
+        if not rows:
+            raise InputFileError(f"{self.where}: has a header row but no data rows")
+        return Table(path=self.name, sheet=sheet, headers=headers, fields=fields, rows=rows, sha256=sha256)
+
+    def map_headers(self, headers: tuple[str, ...]) -> dict[str, int]:
+        """Field → column index; duplicate or missing columns are errors."""
+        allowed = PROVIDER_FIELDS[self.provider]
+        lookup = {normalise_header(a): f for f in allowed for a in HEADER_ALIASES[f]}
+        for alias_field, names in self.aliases.items():  # the config's aliases win over built-in ones
+            if alias_field in allowed:
+                lookup.update((normalise_header(a), alias_field) for a in names)
+        fields: dict[str, int] = {}
+        by_text: dict[str, int] = {}
+        for i, h in enumerate(headers):
+            if not h:
+                continue
+            if h in by_text:
+                raise InputFileError(f'{self.where}: columns {_col(by_text[h])} and {_col(i)} are both headed "{h}";'
+                                     " rename or remove one")
+            by_text[h] = i
+            field = lookup.get(normalise_header(h))
+            if field is None:
+                continue
+            if field in fields:
+                j = fields[field]
+                raise InputFileError(f'{self.where}: columns {_col(j)} "{headers[j]}" and {_col(i)} "{h}" both hold'
+                                     f" the {field} field; keep one")
+            fields[field] = i
+        required = REQUIRED_FIELDS[self.provider]
+        if not any(f in fields for f in required):
+            found = ", ".join(f'{_col(i)} "{h}"' for i, h in enumerate(headers) if h)
+            accepted = "; ".join(f"{f}: {', '.join(HEADER_ALIASES[f] + tuple(self.aliases.get(f, ())))}"
+                                 for f in required)
+            need = " or ".join(required)
+            raise InputFileError(f"{self.where}: no {need} column. Found {found}. Accepted headers — {accepted}"
+                                 " (add more under `columns:` in the config)")
+        return fields
+
+
+def _col(i: int) -> str:
+    """Spreadsheet column letters of a 0-based index: 0 → A, 27 → AB."""
+    letters = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        letters = chr(65 + r) + letters
+    return letters
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+# ---------------------------------------------------------------- CSV
+
+def _read_csv(p: Path, builder: _Builder, max_cell_length: int) -> Table:
+    name = builder.name
+    sha256, head, is_utf8 = _scan_text(p)
+    encoding = _detect_encoding(name, head, is_utf8)
+    with p.open(encoding=encoding, newline="") as f:
+        sample = f.read(_SAMPLE)
+        f.seek(0)
+        delimiter = _detect_delimiter(sample)
+        reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        # csv enforces a per-field limit in C; lowering it to ours checks every cell for free.
+        previous = csv.field_size_limit(max_cell_length)
+        try:
+            return builder.build(reader, sheet=None, sha256=sha256, stripped=False)
+        except csv.Error as e:
+            if "field larger than field limit" not in str(e):
+                raise
+            row, col = _find_long_cell(p, encoding, delimiter, max_cell_length)
+            raise InputFileError(f"{name}: row {row}, column {col}: a cell is longer than {max_cell_length}"
+                                 " characters (limits.max_cell_length)") from None
+        finally:
+            csv.field_size_limit(previous)
+
+
+def _scan_text(p: Path) -> tuple[str, bytes, bool]:
+    """One pass over the bytes: SHA-256, the first bytes, and whether the whole file is valid UTF-8."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    head = b""
+    is_utf8 = True
+    with p.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            if not head:
+                head = chunk[:_SAMPLE]
+            if is_utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    is_utf8 = False
+    if is_utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            is_utf8 = False
+    return digest.hexdigest(), head, is_utf8
+
+
+def _detect_encoding(name: str, head: bytes, is_utf8: bool) -> str:
+    """BOM first, then strict UTF-8, then charset-normalizer (cp1251 preferred: Excel on Cyrillic Windows)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
+        return "utf-16"
+    if head.startswith(_ZIP_MAGIC):
+        raise InputFileError(f"{name}: is a zip archive (an .xlsx or .ods workbook?), not a CSV text file")
+    if head.startswith(_OLE_MAGIC):
+        raise InputFileError(f"{name}: is an Excel .xls workbook, not a CSV text file")
+    if b"\x00" in head:
+        raise InputFileError(f"{name}: is not a text file (it contains binary data)")
+    if is_utf8:
+        return "utf-8"
+    matches = charset_normalizer.from_bytes(head)
+    if any(m.encoding == "cp1251" for m in matches):
+        return "cp1251"
+    best = matches.best()
+    if best is None:
+        raise InputFileError(f"{name}: cannot tell the text encoding; save the file as CSV UTF-8")
+    return str(best.encoding)
+
+
+def _detect_delimiter(sample: str) -> str:
+    """`,` `;` or tab: the only one in the header line, else what csv.Sniffer says, else the most frequent."""
+    lines = [ln for ln in sample.splitlines() if ln.strip()]
+    header = lines[0] if lines else ""
+    counts = {d: header.count(d) for d in DELIMITERS if d in header}
+    if not counts:
+        return ","  # a single column
+    if len(counts) == 1:
+        return next(iter(counts))
+    try:
+        # Cut at a line end so the sniffer does not see a half row.
+        text = sample[: sample.rfind("\n") + 1] or sample
+        return csv.Sniffer().sniff(text, delimiters="".join(counts)).delimiter
+    except csv.Error:
+        return max(counts, key=lambda d: counts[d])
+
+
+def _find_long_cell(p: Path, encoding: str, delimiter: str, limit: int) -> tuple[int, str]:
+    """Row number and column letter of the first cell longer than `limit` (error path only)."""
+    previous = csv.field_size_limit(1 << 30)
+    try:
+        with p.open(encoding=encoding, newline="") as f:
+            for line, rec in enumerate(csv.reader(f, delimiter=delimiter), start=1):
+                for i, cell in enumerate(rec):
+                    if len(cell) > limit:
+                        return line, _col(i)
+    finally:
+        csv.field_size_limit(previous)
+    return 0, "?"
+
+
+# ---------------------------------------------------------------- workbooks
+
+def _read_workbook(p: Path, builder: _Builder, sheet: str | None, max_cell_length: int) -> Table:
+    name = builder.name
+    sha256, head = _scan_binary(p)
+    if head.startswith(_ZIP_MAGIC):
+        _check_zip(p, name)
+    elif not head.startswith(_OLE_MAGIC):
+        hint = " (it is text: a CSV or HTML page saved with a workbook's name?)" if _looks_like_text(head) else ""
+        raise InputFileError(f"{name}: is not a spreadsheet workbook{hint}")
+    try:
+        with pd.ExcelFile(p, engine="calamine") as book:
+            target = _pick_sheet(name, [str(s) for s in book.sheet_names], sheet)
+            frame = book.parse(sheet_name=target, header=None, dtype=object, keep_default_na=False,
+                               na_filter=False)
+    except python_calamine.PasswordError:
+        raise InputFileError(f"{name}: the workbook is password-protected (encrypted); save an unprotected copy")\
+            from None
+    except python_calamine.CalamineError as e:
+        if head.startswith(_OLE_MAGIC) and _ENCRYPTED_PACKAGE in p.read_bytes():
+            raise InputFileError(f"{name}: the workbook is password-protected (encrypted);"
+                                 " save an unprotected copy") from None
+        raise InputFileError(f"{name}: not a readable spreadsheet, the file may be damaged ({_one_line(e)})")\
+            from None
+    builder.where = f'{name}, sheet "{target}"'
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputFileError(f"{builder.where}: the sheet is empty")
+    columns = [_text_column(frame.iloc[:, j].tolist()) for j in range(frame.shape[1])]
+    del frame
+    for j, column in enumerate(columns):
+        if max(map(len, column)) > max_cell_length:
+            row = next(i for i, v in enumerate(column, start=1) if len(v) > max_cell_length)
+            raise InputFileError(f"{builder.where}: row {row}, column {_col(j)}: a cell is longer than"
+                                 f" {max_cell_length} characters (limits.max_cell_length)")
+    return builder.build(zip(*columns, strict=True), sheet=target, sha256=sha256, stripped=True)
+
+
+def _scan_binary(p: Path) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    head = b""
+    with p.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            if not head:
+                head = chunk[:_SAMPLE]
+    return digest.hexdigest(), head
+
+
+def _looks_like_text(head: bytes) -> bool:
+    return b"\x00" not in head[:4096] and (head.lstrip()[:1] == b"<" or any(d.encode() in head for d in DELIMITERS))
+
+
+def _check_zip(p: Path, name: str) -> None:
+    """Refuse a zip bomb from the declared sizes, before anything is inflated; spot encrypted .ods."""
+    with zipfile.ZipFile(p) as z:
+        infos = z.infolist()
+        total = sum(i.file_size for i in infos)
+        packed = max(sum(i.compress_size for i in infos), 1)
+        if total > MAX_UNZIPPED or (total > _RATIO_FLOOR and total > MAX_ZIP_RATIO * packed):
+            raise InputFileError(f"{name}: refused: it would inflate to {_mib(total)} from {_mib(packed)}"
+                                 " (a zip bomb or a damaged file)")
+        names = {i.filename: i for i in infos}
+        manifest = names.get("META-INF/manifest.xml")
+        if manifest is not None and manifest.file_size < (8 << 20) and b"encryption-data" in z.read(manifest):
+            raise InputFileError(f"{name}: the workbook is password-protected (encrypted); save an unprotected copy")
+
+
+def _pick_sheet(name: str, sheets: list[str], wanted: str | None) -> str:
+    if not sheets:
+        raise InputFileError(f"{name}: the workbook has no worksheets")
+    if wanted is None:
+        return sheets[0]
+    if wanted in sheets:
+        return wanted
+    same = [s for s in sheets if s.casefold() == wanted.strip().casefold()]
+    if len(same) == 1:
+        return same[0]
+    listed = ", ".join(f'"{s}"' for s in sheets)
+    raise InputFileError(f'{name}: no sheet named "{wanted}"; the sheets are {listed}')
+
+
+def _text_column(values: list[Any]) -> list[str]:
+    """Cells of one column as text; strings (most cells) take the fast path."""
+    return [v.strip() if type(v) is str else _cell_text(v) for v in values]
+
+
+def _cell_text(v: Any) -> str:
+    """A typed cell as the text the user saw: 4533319 not 4533319.0, TRUE, ISO dates."""
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:  # NaN: an empty or error cell
+            return ""
+        return str(int(v)) if v.is_integer() else repr(v)
+    if isinstance(v, datetime):
+        return v.date().isoformat() if v.time() == time() and v.tzinfo is None else v.isoformat()
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, timedelta):
+        return str(v)
+    if v is None or v is pd.NaT:
+        return ""
+    return str(v).strip()
+
+
+# ---------------------------------------------------------------- error mapping
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    text = _WHITESPACE.sub(" ", str(e)).strip() or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def _mapped_errors(name: str) -> Iterator[None]:
+    """The one place where library and OS exceptions become one-line InputFileErrors."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except FileNotFoundError:
+        raise InputFileError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{name}: is a directory, not a file") from None
+    except PermissionError:
+        raise InputFileError(f"{name}: permission denied (cannot read the file)") from None
+    except UnicodeError as e:
+        where = f" at byte {e.start}" if isinstance(e, UnicodeDecodeError) else ""
+        enc = getattr(e, "encoding", "") or "the detected encoding"
+        raise InputFileError(f"{name}: not valid {enc} text{where}; save the file as CSV UTF-8") from None
+    except csv.Error as e:
+        raise InputFileError(f"{name}: not a readable CSV file ({_one_line(e)})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise InputFileError(f"{name}: the workbook is damaged ({_one_line(e)})") from None
+    except OSError as e:
+        raise InputFileError(f"{name}: cannot read the file ({e.strerror or _one_line(e)})") from None
+    except MemoryError:
+        raise InputFileError(f"{name}: too big to read into memory") from None
+    except Exception as e:  # pandas/calamine raise many kinds on damaged files; never show a traceback
+        raise InputFileError(f"{name}: not a readable spreadsheet ({type(e).__name__}: {_one_line(e)})") from e
+
+
+__all__ = ["HEADER_ALIASES", "normalise_header", "paused_gc", "read_table"]
