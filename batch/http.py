@@ -84,7 +84,11 @@ _AFTER_SENDING: tuple[type[BaseException], ...] = (
     u3.SSLError,
     http.client.HTTPException,  # RemoteDisconnected, IncompleteRead, BadStatusLine
     ssl.SSLError,
-    OSError,  # ConnectionResetError, BrokenPipeError, TimeoutError on a connected socket
+    # Raw socket errors on a connected socket. Not plain OSError: every requests exception is an OSError.
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    TimeoutError,
 )
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     requests.RequestException, u3.HTTPError, http.client.HTTPException, OSError,

@@ -127,7 +127,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._paused_until = max(self._paused_until, now + pause)
-            self._calm_since = now
+            self._calm_since = self._paused_until  # calm is counted from when sending resumes
             # The other workers' requests already in flight will bring 429s of the same burst: one cut for them.
             if now - self._last_cut < self._cut_gap:
                 return
@@ -139,7 +139,7 @@ class RateLimiter:
                     pause, factor * 100)
 
     def _recover(self, now: float) -> None:
-        """Give back RECOVERY_STEP of the rate for every full calm window since the last 429; lock held."""
+        """Give back RECOVERY_STEP of the rate per full calm window since sending resumed; lock held."""
         if self._factor >= 1.0:
             return
         steps = math.floor((now - self._calm_since) / self._calm_period)

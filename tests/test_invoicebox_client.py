@@ -1,0 +1,123 @@
+"""InvoiceboxClient unit tests with `responses`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+import requests
+import responses
+
+from batch.config import RetryPolicy, Timeouts
+from batch.errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError
+from batch.http import HttpClient
+from batch.logs import redact
+from batch.providers.base import Invitation
+from batch.providers.invoicebox import INVITE_PATH, InvoiceboxClient
+
+BASE = "https://ib.example.test"
+URL = BASE + INVITE_PATH
+TOKEN = "ib-token-0f9e8d7c6b5a"
+PARTNER = "01771534-1a57-f184-dee3-ebeb91dded76"
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as r:
+        yield r
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def ib(sleeps: list[float]) -> Iterator[InvoiceboxClient]:
+    http = HttpClient(BASE, timeouts=Timeouts(), retry=RetryPolicy(attempts=3), limiter=None, workers=2,
+                      sleep=sleeps.append)
+    yield InvoiceboxClient(http, token=TOKEN)
+    http.close()
+
+
+def test_invite_sends_the_documented_request(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json={"data": {"id": "a1b2c3d4-0000-4000-8000-000000000001"}},
+                headers={"X-Request-Id": "req-1"})
+    got = ib.invite(partner_id=PARTNER, email="shop@example.com")
+    assert got == Invitation(invitation_id="a1b2c3d4-0000-4000-8000-000000000001", request_id="req-1",
+                             http_status=200, attempts=1)
+    sent = mocked.calls[0].request
+    assert json.loads(sent.body or b"") == {"partnerId": PARTNER, "type": "email", "identifier": "shop@example.com"}
+    assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.headers["Accept"] == "application/json"
+    assert re.fullmatch(r"invite-batch/\d+\.\d+\.\d+\S* \(.+\)", sent.headers["User-Agent"])
+
+
+def test_integer_id_is_kept_as_text(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json={"data": {"id": 123456}})
+    assert ib.invite(partner_id=PARTNER, email="a@example.com").invitation_id == "123456"
+
+
+def test_answer_without_id(ib: InvoiceboxClient, mocked: responses.RequestsMock,
+                           caplog: pytest.LogCaptureFixture) -> None:
+    mocked.post(URL, body="ok")
+    with caplog.at_level(logging.WARNING):
+        got = ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert got.invitation_id == "" and got.http_status == 200
+    assert "no data.id" in caplog.text
+
+
+def test_token_is_registered_as_secret(ib: InvoiceboxClient) -> None:
+    assert redact(f"token={TOKEN}") == "token=***"
+
+
+def test_validation_error_is_fatal_with_detail(ib: InvoiceboxClient, mocked: responses.RequestsMock,
+                                               sleeps: list[float]) -> None:
+    mocked.post(URL, status=422, headers={"X-Request-Id": "req-422"}, json={"error": {
+        "code": "validation_error", "message": "Invalid request",
+        "fields": [{"name": "identifier", "code": "wrong_value", "message": "Invalid e-mail"}]}})
+    with pytest.raises(FatalAPIError) as err:
+        ib.invite(partner_id=PARTNER, email="bad@")
+    e = err.value
+    assert (e.http_status, e.code, e.request_id) == (422, "validation_error", "req-422")
+    assert "identifier wrong_value: Invalid e-mail" in str(e)
+    assert sleeps == []
+
+
+def test_refused_token_stops_the_run(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, status=401, json={"error": {"code": "unauthorized", "message": "Unauthorized"}})
+    with pytest.raises(AuthError) as err:
+        ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert "unauthorized" in str(err.value) and TOKEN not in str(err.value)
+    assert err.value.exit_code == 3
+
+
+def test_forbidden_fails_the_row(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, status=403, json={"error": {"code": "forbidden", "message": "Forbidden"}})
+    with pytest.raises(FatalAPIError, match="forbidden"):
+        ib.invite(partner_id=PARTNER, email="a@example.com")
+
+
+def test_throttled_then_accepted(ib: InvoiceboxClient, mocked: responses.RequestsMock, sleeps: list[float]) -> None:
+    mocked.post(URL, status=429, headers={"Retry-After": "3"})
+    mocked.post(URL, json={"data": {"id": 7}})
+    got = ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert got.attempts == 2 and sleeps == [3.0]
+
+
+def test_server_errors_run_out(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, status=500)
+    with pytest.raises(RetriableAPIError) as err:
+        ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert err.value.attempts == 3 and len(mocked.calls) == 3
+
+
+def test_timeout_after_sending_is_ambiguous(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(AmbiguousAPIError):
+        ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert len(mocked.calls) == 1

@@ -1,0 +1,192 @@
+"""The shared limiter: windows never exceeded, ≥95% utilisation, pause and AIMD after 429s."""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+
+import pytest
+from pyrate_limiter import Rate, validate_rate_list
+
+from batch.config import RateWindow, parse_rate
+from batch.ratelimit import MIN_FACTOR, RateLimiter, effective_windows
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; records every sleep."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "the limiter must never busy-spin with zero sleeps"
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def max_in_window(times: list[float], seconds: float) -> int:
+    """Most timestamps in any closed window of `seconds`."""
+    times = sorted(times)
+    return max(i - bisect_left(times, t - seconds) + 1 for i, t in enumerate(times))
+
+
+def run(limiter: RateLimiter, ft: FakeTime, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        limiter.acquire()
+        out.append(ft.now)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected"),
+    [
+        (["20/s"], [(20, 1025)]),
+        (["5/s", "200/min"], [(5, 1025), (200, 61200)]),
+        (["5/s", "150/30s"], [(5, 1025)]),  # 150/30s is implied by 5/s
+        (["100/s", "50/min"], [(50, 61200)]),  # 100/s is implied by 50/min
+        (["5/s", "8/1.5s"], [(5, 1025), (7, 1530)]),  # a denser longer window is tightened
+        (["10/s", "4/s"], [(4, 1025)]),  # the same window twice: the tighter one
+        ([], []),
+    ],
+    ids=["single", "second-and-minute", "implied-long", "implied-short", "dense-long", "duplicate", "none"],
+)
+def test_effective_windows(rates: list[str], expected: list[tuple[int, int]]) -> None:
+    got = effective_windows([parse_rate(r) for r in rates])
+    assert got == expected
+    if got:
+        assert validate_rate_list([Rate(limit, interval) for limit, interval in got])
+
+
+@pytest.mark.parametrize(
+    ("rates", "n"),
+    [(["20/s"], 400), (["5/s", "12/3s"], 120), (["100/30s"], 350), (["3/s", "200/min"], 250)],
+    ids=["20-per-second", "two-short-windows", "invoicebox-default", "edin-style"],
+)
+def test_never_over_any_window(rates: list[str], n: int) -> None:
+    ft = FakeTime()
+    windows = [parse_rate(r) for r in rates]
+    times = run(RateLimiter(windows, clock=ft.clock, sleep=ft.sleep), ft, n)
+    for w in windows:
+        assert max_in_window(times, w.seconds) <= w.limit, w
+
+
+def test_utilisation_at_least_95_percent() -> None:
+    ft = FakeTime()
+    times = run(RateLimiter([RateWindow(limit=20, seconds=1.0)], clock=ft.clock, sleep=ft.sleep), ft, 401)
+    rate = 400 / (times[-1] - times[0])
+    assert 19.0 <= rate <= 20.0
+
+
+def test_utilisation_of_a_long_window() -> None:
+    ft = FakeTime()
+    times = run(RateLimiter([parse_rate("100/30s")], clock=ft.clock, sleep=ft.sleep), ft, 501)
+    assert 500 / (times[-1] - times[0]) >= 0.95 * 100 / 30
+
+
+def test_no_windows_is_unlimited() -> None:
+    ft = FakeTime()
+    run(RateLimiter([], clock=ft.clock, sleep=ft.sleep), ft, 1000)
+    assert ft.sleeps == []
+
+
+def test_throttled_pauses_everyone_even_without_windows() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([], clock=ft.clock, sleep=ft.sleep)
+    limiter.throttled(7.5)
+    start = ft.now
+    limiter.acquire()
+    assert ft.now - start == pytest.approx(7.5)
+
+
+def test_throttled_without_retry_after_pauses_a_second() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=10, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    limiter.throttled(None)
+    start = ft.now
+    limiter.acquire()
+    assert ft.now - start == pytest.approx(1.0)
+
+
+def test_429_halves_the_rate_then_paces_evenly() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=20, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    limiter.throttled(2.0)
+    assert limiter.factor == 0.5
+    times = run(limiter, ft, 11)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # Half of the sustained 20 per 1.025 s, evenly spaced (no burst right after the pause).
+    assert all(g == pytest.approx(2 * 1.025 / 20, rel=0.02) for g in gaps)
+
+
+def test_a_burst_of_429s_cuts_once() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=20, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    for _ in range(4):  # four workers' requests in flight all come back 429
+        limiter.throttled(1.0)
+    assert limiter.factor == 0.5
+    ft.now += 1.5  # a later 429, after the pause: the new rate is still too fast
+    limiter.throttled(1.0)
+    assert limiter.factor == 0.25
+
+
+def test_factor_has_a_floor() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=20, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    for _ in range(20):
+        ft.now += 1.0  # each 429 comes after the previous pause, before a calm window passed
+        limiter.throttled(0.5)
+    assert limiter.factor == MIN_FACTOR
+
+
+def test_recovers_ten_percent_per_calm_window() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=5, seconds=1.0), RateWindow(limit=100, seconds=30.0)],
+                          clock=ft.clock, sleep=ft.sleep)
+    limiter.throttled(1.0)
+    assert limiter.factor == 0.5
+    ft.now += 1.0 + 29.0  # the pause, then not yet a whole longest window (30 s) of calm
+    assert limiter.factor == 0.5
+    ft.now += 1.0
+    assert limiter.factor == pytest.approx(0.6)
+    ft.now += 30.0 * 10
+    assert limiter.factor == 1.0
+
+
+def test_a_new_429_restarts_the_calm_period() -> None:
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=5, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    limiter.throttled(1.0)
+    ft.now += 0.9
+    limiter.throttled(0.5)  # same burst: no second cut, but the calm period starts again after it
+    ft.now += 0.5 + 0.9
+    assert limiter.factor == 0.5
+    ft.now += 0.1
+    assert limiter.factor == pytest.approx(0.6)
+
+
+def test_threads_share_the_windows_in_real_time() -> None:
+    """pyrate-limiter's bucket under real threads and the real clock: a short window, never exceeded."""
+    limiter = RateLimiter([RateWindow(limit=5, seconds=0.2)])
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(8):
+            limiter.acquire()
+            with lock:
+                times.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(times) == 32
+    assert max_in_window(times, 0.2) <= 5
+    assert times[-1] - times[0] < 6 * 0.25  # 32 in bursts of 5: six waits of a widened window
