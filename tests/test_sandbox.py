@@ -22,6 +22,7 @@ from urllib3.util import SKIP_HEADER
 from batch.config import SandboxOptions
 from batch.errors import ConfigError
 from batch.sandbox import SandboxServer
+from batch.sandbox.wire import parse_multipart
 
 Factory = Callable[..., SandboxServer]
 
@@ -153,6 +154,63 @@ def test_serve_prints_the_url_and_stops_on_sigterm() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def exchange(url: str, data: bytes) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=3) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def ib_raw(extra_headers: bytes, body: bytes, *, version: bytes = b"HTTP/1.1") -> bytes:
+    return (b"POST " + IB_PATH.encode() + b" " + version + b"\r\nHost: x\r\nAuthorization: Bearer sandbox-token\r\n"
+            b"Accept: application/json\r\nUser-Agent: raw/1.0\r\nContent-Type: application/json\r\n"
+            + extra_headers + b"\r\n" + body)
+
+
+BODY = json.dumps(IB_BODY).encode()
+RAW_CASES = [
+    ("close", ib_raw(b"Connection: close\r\nContent-Length: %d\r\n" % len(BODY), BODY), b"HTTP/1.1 200 "),
+    ("http-1.0", ib_raw(b"Content-Length: %d\r\n" % len(BODY), BODY, version=b"HTTP/1.0"), b"HTTP/1.1 200 "),
+    ("chunked", ib_raw(b"Connection: close\r\nTransfer-Encoding: chunked\r\n",
+                       b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)), b"HTTP/1.1 200 "),
+    ("expect-100", ib_raw(b"Connection: close\r\nExpect: 100-continue\r\nContent-Length: %d\r\n" % len(BODY),
+                          BODY), b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "),
+    ("bad-request-line", b"HELLO\r\n\r\n", b"HTTP/1.1 400 "),
+    ("folded-header", ib_raw(b"X-Long: a\r\n  b\r\nContent-Length: 0\r\n", b""), b"HTTP/1.1 400 "),
+    ("too-large", ib_raw(b"Content-Length: %d\r\n" % (2 * 1024 * 1024), b""), b"HTTP/1.1 413 "),
+    ("bad-length", ib_raw(b"Content-Length: lots\r\n", b""), b"HTTP/1.1 400 "),
+]
+
+
+@pytest.mark.parametrize(("data", "start"), [c[1:] for c in RAW_CASES], ids=[c[0] for c in RAW_CASES])
+def test_http_framing(sandbox: SandboxServer, data: bytes, start: bytes) -> None:
+    answer = exchange(sandbox.url, data)  # returns only because the server closes
+    assert answer.startswith(start)
+    if b" 200 " in start:
+        assert b"Connection: close" in answer and answer.endswith(b"}}")
+
+
+def test_parse_multipart_details() -> None:
+    body = (b"--x y\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n"
+            b"--x y\r\nContent-Disposition: form-data; name=\"b\"; filename=\"f.txt\"\r\n"
+            b"Content-Type: text/plain; charset=cp1251\r\n\r\n" + "Київ".encode("cp1251") +
+            b"\r\n--x y\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n2\r\n--x y--\r\n")
+    assert parse_multipart('multipart/form-data; boundary="x y"', body) == {"a": "1", "b": "Київ"}
+    assert parse_multipart("multipart/form-data; boundary=x", body) is None
+    assert parse_multipart("multipart/form-data", body) is None
+    assert parse_multipart('multipart/form-data; boundary="x y"', body[:-9]) is None  # no closing line
+
+
+def test_malformed_multipart_is_400_not_415(sandbox: SandboxServer) -> None:
+    r = requests.post(sandbox.url + "/bdoc/auth_uuid", data=b"--b\r\nno headers--b--",
+                      headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400
 
 
 # ---------------------------------------------------------------- EDIN login and sessions

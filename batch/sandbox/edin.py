@@ -107,9 +107,10 @@ class Edin:
     # ------------------------------------------------------------ login
 
     def auth_uuid(self, req: Request) -> Response:
-        if req.form is None:
-            return _not_multipart()
-        email = req.form.get("email", "").strip().lower()
+        form = _form(req)
+        if isinstance(form, Response):
+            return form
+        email = form.get("email", "").strip().lower()
         if not email:
             return error(400, "validation", "email is required", [field_error("email", "required", "required")])
         token = str(uuid.uuid4())  # unknown e-mails get one too, so accounts cannot be probed
@@ -118,9 +119,10 @@ class Edin:
         return json_response(200, {"isCaptcha": email == CAPTCHA_EMAIL, "token": token})
 
     def auth(self, req: Request) -> Response:
-        if req.form is None:
-            return _not_multipart()
-        token, password = req.form.get("token", ""), req.form.get("password", "")
+        form = _form(req)
+        if isinstance(form, Response):
+            return form
+        token, password = form.get("token", ""), form.get("password", "")
         with self._lock:
             email = self._tokens.pop(token, None)  # a login token works once
         account = ACCOUNTS.get(email or "")
@@ -194,9 +196,9 @@ class Edin:
     def invite(self, req: Request) -> Response:
         if self._session(req) is None:
             return _unauthorized()
-        form = req.form
-        if form is None:
-            return _not_multipart()
+        form = _form(req)
+        if isinstance(form, Response):
+            return form
         partner_id = _positive(form.get("partner_id"))
         if partner_id is None:
             return error(400, "validation", "partner_id must be a positive integer",
@@ -239,8 +241,13 @@ def _unauthorized() -> Response:
     return error(401, "unauthorized", "no session: log in first (or the session expired)")
 
 
-def _not_multipart() -> Response:
-    return error(415, "unsupported_media_type", "the body must be multipart/form-data")
+def _form(req: Request) -> dict[str, str] | Response:
+    """The multipart form's fields, or the error to answer: 415 for another body type, 400 if malformed."""
+    if req.media_type != "multipart/form-data":
+        return error(415, "unsupported_media_type", "the body must be multipart/form-data")
+    if req.form is None:
+        return error(400, "bad_request", "the multipart/form-data body is malformed")
+    return req.form
 
 
 def _json_body(req: Request) -> object:

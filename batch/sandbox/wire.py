@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email import policy
-from email.message import Message
-from email.parser import BytesParser
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
 JSON_TYPE = "application/json; charset=utf-8"
+
+
+def join_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased; a repeated header's values joined (cookies with `; `)."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key in joined:
+            value = joined[key] + ("; " if key == "cookie" else ", ") + value
+        joined[key] = value
+    return joined
 
 
 @dataclass
@@ -21,15 +31,16 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
-    headers: Message
+    headers: dict[str, str]  # lower-cased names; repeated headers joined
     body: bytes = b""
     client: str = "127.0.0.1"
 
     @classmethod
-    def build(cls, method: str, target: str, headers: Message, body: bytes = b"",
+    def build(cls, method: str, target: str, headers: dict[str, str], body: bytes = b"",
               client: str = "127.0.0.1") -> Request:
+        """From the request line's target and headers already joined by `join_headers`."""
         path, _, query = target.partition("?")
-        return cls(method, path, parse_qs(query, keep_blank_values=True), headers, body, client)
+        return cls(method, path, parse_qs(query, keep_blank_values=True) if query else {}, headers, body, client)
 
     def arg(self, name: str) -> str | None:
         """The first value of a query parameter."""
@@ -37,7 +48,7 @@ class Request:
         return values[0] if values else None
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        return self.headers.get(name.lower())
 
     @property
     def media_type(self) -> str:
@@ -46,11 +57,10 @@ class Request:
 
     def cookie(self, name: str) -> str | None:
         """A cookie from the `Cookie` header(s); a same-named plain header does not count."""
-        for line in self.headers.get_all("Cookie") or ():
-            for pair in line.split(";"):
-                key, sep, value = pair.strip().partition("=")
-                if sep and key == name:
-                    return value.strip().strip('"')
+        for pair in self.headers.get("cookie", "").split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key == name:
+                return value.strip().strip('"')
         return None
 
     @cached_property
@@ -66,22 +76,46 @@ class Request:
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, str] | None:
-    """Form fields of a multipart body (first value wins); None when it cannot be parsed."""
-    # The stdlib e-mail parser reads MIME multipart; `cgi` is gone from newer Pythons.
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    msg = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-    if not msg.is_multipart() or msg.defects:
+    """Form fields of a multipart/form-data body (first value wins); None when it is malformed."""
+    # By hand: the stdlib e-mail parser costs ~2 ms per small form (a sandbox bottleneck), and
+    # `cgi` is gone from newer Pythons. Forms here are a few short text fields.
+    boundary = _param(content_type, "boundary")
+    if not boundary:
+        return None
+    chunks = body.split(b"--" + boundary.encode("latin-1"))
+    if len(chunks) < 2 or not chunks[-1].startswith(b"--"):
         return None
     fields: dict[str, str] = {}
-    for part in msg.get_payload():
-        assert isinstance(part, Message)
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
+    for chunk in chunks[1:-1]:
+        head, sep, value = chunk.partition(b"\r\n\r\n")
+        if not sep or not head.startswith(b"\r\n") or not value.endswith(b"\r\n"):
             return None
-        raw = part.get_payload(decode=True)
-        value = raw.decode(part.get_content_charset() or "utf-8", "replace") if isinstance(raw, bytes) else ""
-        fields.setdefault(name, value)
+        name, charset = None, "utf-8"
+        for line in head[2:].decode("latin-1").split("\r\n"):
+            key, _, rest = line.partition(":")
+            key = key.strip().lower()
+            if key == "content-disposition" and rest.strip().lower().startswith("form-data"):
+                name = _param(rest, "name")
+            elif key == "content-type":
+                charset = _param(rest, "charset") or charset
+        if name is None:
+            return None
+        try:
+            fields.setdefault(name, value[:-2].decode(charset, "replace"))
+        except LookupError:  # an unknown charset
+            return None
     return fields
+
+
+_PARAM = re.compile(r'(?:^|;)\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')
+
+
+def _param(header: str, name: str) -> str | None:
+    """A parameter of a header value (`boundary`, `name`, `charset`), quoted or not."""
+    for m in _PARAM.finditer(header):
+        if m.group(1).lower() == name:
+            return re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
+    return None
 
 
 @dataclass
