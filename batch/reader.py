@@ -202,7 +202,10 @@ def _col(i: int) -> str:
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
+    """A size for people: bytes when small, else KiB or MiB."""
+    if n < 10 * 1024:
+        return f"{n} bytes"
+    return f"{n / 1024:.0f} KiB" if n < (1 << 20) else f"{n / (1 << 20):.1f} MiB"
 
 
 # ---------------------------------------------------------------- CSV
@@ -323,8 +326,8 @@ def _read_workbook(p: Path, builder: _Builder, sheet: str | None, max_cell_lengt
     try:
         with pd.ExcelFile(p, engine="calamine") as book:
             target = _pick_sheet(name, [str(s) for s in book.sheet_names], sheet)
-            frame = book.parse(sheet_name=target, header=None, dtype=object, keep_default_na=False,
-                               na_filter=False)
+            frame = pd.read_excel(book, sheet_name=target, header=None, dtype=object, keep_default_na=False,
+                                  na_filter=False)
     except python_calamine.PasswordError:
         raise InputFileError(f"{name}: the workbook is password-protected (encrypted); save an unprotected copy")\
             from None
