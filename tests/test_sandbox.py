@@ -100,10 +100,23 @@ def test_refuses_hosts_that_are_not_loopback(host: str) -> None:
         SandboxServer(host=host)
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.0.2"])
-def test_serves_on_loopback_hosts(host: str) -> None:
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("host", "prefix"), [
+    ("localhost", "http://127.0.0.1:"),
+    ("127.0.0.1", "http://127.0.0.1:"),
+    pytest.param("::1", "http://[::1]:", marks=pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")),
+])
+def test_serves_on_loopback_hosts(host: str, prefix: str) -> None:
     with SandboxServer(host=host) as server:
-        assert server.url.startswith("http://127.0.0.")
+        assert server.url.startswith(prefix)
         assert requests.get(server.url + "/_sandbox/ledger").json()["requests"] == 0
 
 
