@@ -18,7 +18,7 @@ from .ledger import Ledger
 from .wire import Request, Response, error, json_response
 
 Handler = Callable[[Request], Response]
-AccountOf = Callable[[Request], "str | None"]
+AccountOf = Callable[[Request], str | None]
 
 # Settings that may change while serving, with their upper bounds.
 TUNABLE = {"latency_ms": 60_000.0, "error_rate": 1.0, "throttle_rate": 1.0, "drop_rate": 1.0,
@@ -41,7 +41,7 @@ class Sandbox:
         self._sleep = sleep
         self.ledger = Ledger(clock)
         self.faults = Faults(options)
-        self.limiter = RateLimiter(options.rate_limit)
+        self.limiter = RateLimiter(options.rate_limit, clock)
         self.edin = Edin(options, self.ledger, clock)
         self.invoicebox = Invoicebox(self.ledger)
         self._routes: dict[str, dict[str, tuple[Handler, AccountOf]]] = {}
@@ -53,7 +53,7 @@ class Sandbox:
         """Answer one request; None means: close the connection without answering."""
         if req.path == "/_sandbox" or req.path.startswith("/_sandbox/"):
             return self._admin(req)  # never faulted, never counted
-        now = self.ledger.arrive()
+        self.ledger.arrive()
         if self.options.latency_ms > 0:
             self._sleep(self.options.latency_ms / 1000)
         draw = self.faults.draw()
@@ -62,7 +62,7 @@ class Sandbox:
         response = self._fault(draw)
         if response is None:
             account = (route[1](req) if route else None) or f"ip:{req.client}"
-            wait = self.limiter.acquire(account, now)
+            wait = self.limiter.acquire(account)
             if wait is not None:
                 response = error(429, None, "Too Many Requests", headers=[("Retry-After", retry_after(wait))])
         if response is None:

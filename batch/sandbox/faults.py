@@ -6,6 +6,7 @@ import math
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import RateWindow, SandboxOptions
@@ -51,8 +52,8 @@ class Faults:
 class RateLimiter:
     """Every window enforced together, per account; only admitted requests fill a window."""
 
-    def __init__(self, windows: tuple[RateWindow, ...]) -> None:
-        self._windows = windows
+    def __init__(self, windows: tuple[RateWindow, ...], clock: Callable[[], float]) -> None:
+        self._windows, self._clock = windows, clock
         self._lock = threading.Lock()
         self._hits: dict[str, list[deque[float]]] = {}
 
@@ -60,11 +61,12 @@ class RateLimiter:
         with self._lock:
             self._hits.clear()
 
-    def acquire(self, account: str, now: float) -> float | None:
+    def acquire(self, account: str) -> float | None:
         """Admit and record a request (None), or refuse it: the seconds until a slot frees up."""
         if not self._windows:
             return None
         with self._lock:
+            now = self._clock()  # read under the lock, so each window's times stay sorted
             hits = self._hits.setdefault(account, [deque() for _ in self._windows])
             wait = 0.0
             for window, times in zip(self._windows, hits, strict=True):
