@@ -14,7 +14,7 @@ import responses
 from requests import PreparedRequest
 
 from batch.config import RetryPolicy, Timeouts
-from batch.errors import AmbiguousAPIError, AuthError
+from batch.errors import AmbiguousAPIError, AuthError, RetriableAPIError
 from batch.http import HttpClient
 from batch.logs import redact
 from batch.providers.base import Partner
@@ -355,3 +355,100 @@ def test_logout(edin: EdinClient, fake: FakeEdin) -> None:
     edin.logout()
     assert fake.valid_sid is None
     edin.logout()  # no session: nothing to do, no error
+
+
+# ------------------------------------------------------------------ against the real sandbox
+
+DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-password"
+
+
+class Clock:
+    """A hand-moved clock for the sandbox, so session idleness needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sandbox_client(url: str, sleeps: list[float], *, email: str = DEMO_EMAIL,
+                    password: str = DEMO_PASSWORD) -> tuple[HttpClient, EdinClient]:
+    http = HttpClient(url, timeouts=Timeouts(connect=2, read=5), retry=RetryPolicy(attempts=4), limiter=None,
+                      workers=4, sleep=sleeps.append)
+    return http, EdinClient(http, email=email, password=password)
+
+
+def test_sandbox_whole_flow(sandbox: Any, sleeps: list[float]) -> None:
+    http, client = _sandbox_client(sandbox.url, sleeps)
+    try:
+        client.login()
+        assert client.find_partner_by_code("12345678") is None
+        created = client.create_partner(code="12345678", name="ТОВ Ромашка", email="romashka@example.com",
+                                        contact_person="Олена", phone="+380441234567", comment="from tests")
+        assert created.code == "12345678" and created.invitation_date is None
+        client.create_partner(code="123456789", name="Substring twin", email="twin@example.com")
+        found = client.find_partner_by_code("12345678")
+        assert found == created
+        client.send_invitation(created.partner_id, contract_template_id=5551)
+        client.mark_invited([created.partner_id])
+        after = client.find_partner_by_id(created.partner_id, "12345678")
+        assert after is not None and after.invitation_date is not None and after.invitation_date > 0
+        ledger = sandbox.ledger()
+        counts = ledger["edin"]["partners"][str(created.partner_id)]
+        assert (counts["created"], counts["invitations"], counts["marks"]) == (1, 1, 1)
+        assert ledger["edin"]["logins"] == 1
+        client.logout()
+        assert set(sandbox.issued_sids()) and all(redact(s) == "***" for s in sandbox.issued_sids())
+    finally:
+        http.close()
+    assert sleeps == []
+
+
+def test_sandbox_session_expiry_relogs_in(sandbox_factory: Any, sleeps: list[float]) -> None:
+    clock = Clock()
+    server = sandbox_factory(session_idle=600, clock=clock)
+    http, client = _sandbox_client(server.url, sleeps)
+    try:
+        partner = client.create_partner(code="87654321", name="Firm", email="firm@example.com")
+        clock.now += 601  # ten minutes without requests: EDIN forgets the SID
+        client.send_invitation(partner.partner_id, owner_company_id=77)
+        ledger = server.ledger()
+        assert ledger["edin"]["logins"] == 2
+        assert ledger["edin"]["partners"][str(partner.partner_id)]["invitations"] == 1
+        assert ledger["responses"].get("401") == 1
+    finally:
+        http.close()
+
+
+@pytest.mark.parametrize(("email", "password", "match"),
+                         [("captcha@example.com", DEMO_PASSWORD, "captcha"),
+                          (DEMO_EMAIL, "wrong-password-123", "wrong e-mail or password")],
+                         ids=["captcha", "wrong-password"])
+def test_sandbox_login_refused(sandbox: Any, sleeps: list[float], email: str, password: str, match: str) -> None:
+    http, client = _sandbox_client(sandbox.url, sleeps, email=email, password=password)
+    try:
+        with pytest.raises(AuthError, match=match) as err:
+            client.login()
+        assert email in str(err.value) and password not in str(err.value)
+    finally:
+        http.close()
+
+
+def test_sandbox_drop_after_sending_is_ambiguous(sandbox: Any, sleeps: list[float]) -> None:
+    http, client = _sandbox_client(sandbox.url, sleeps)
+    try:
+        partner = client.create_partner(code="11223344", name="Firm", email="f@example.com")
+        sandbox.configure(drop_rate=1.0)
+        with pytest.raises(AmbiguousAPIError):
+            client.send_invitation(partner.partner_id, contract_template_id=5551)
+        # The invitation did go through: exactly the case that must never be resent blindly.
+        assert sandbox.ledger()["edin"]["partners"][str(partner.partner_id)]["invitations"] == 1
+        with pytest.raises(RetriableAPIError, match="gave up after 4 attempts"):  # a read is simply retried
+            client.find_partner_by_code("11223344")
+        sandbox.configure(drop_rate=0.0)
+        found = client.find_partner_by_code("11223344")  # after drops, fresh connections work
+        assert found is not None and found.invitation_date is not None
+    finally:
+        http.close()
+    assert len(sleeps) == 3

@@ -6,17 +6,19 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 import responses
 
-from batch.config import RetryPolicy, Timeouts
+from batch.config import RateWindow, RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError
 from batch.http import HttpClient
 from batch.logs import redact
 from batch.providers.base import Invitation
 from batch.providers.invoicebox import INVITE_PATH, InvoiceboxClient
+from batch.ratelimit import RateLimiter
 
 BASE = "https://ib.example.test"
 URL = BASE + INVITE_PATH
@@ -121,3 +123,84 @@ def test_timeout_after_sending_is_ambiguous(ib: InvoiceboxClient, mocked: respon
     with pytest.raises(AmbiguousAPIError):
         ib.invite(partner_id=PARTNER, email="a@example.com")
     assert len(mocked.calls) == 1
+
+
+# ------------------------------------------------------------------ against the real sandbox
+
+class FakeTime:
+    """Our side's clock and sleep: waits are recorded and only move this clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _client(url: str, sleep: Any, *, token: str = "sandbox-token", attempts: int = 3,
+            limiter: RateLimiter | None = None) -> tuple[HttpClient, InvoiceboxClient]:
+    http = HttpClient(url, timeouts=Timeouts(connect=2, read=5), retry=RetryPolicy(attempts=attempts),
+                      limiter=limiter, workers=4, sleep=sleep)
+    return http, InvoiceboxClient(http, token=token)
+
+
+def test_sandbox_invite(sandbox: Any) -> None:
+    http, ib = _client(sandbox.url, [].append)
+    try:
+        got = ib.invite(partner_id=PARTNER, email="shop@example.com")
+        assert len(got.invitation_id) == 36 and len(got.request_id) == 36 and got.http_status == 200
+        with pytest.raises(FatalAPIError) as err:
+            ib.invite(partner_id=PARTNER, email="not-an-address")
+        assert err.value.http_status == 422 and "identifier wrong_value" in str(err.value)
+        assert err.value.request_id
+    finally:
+        http.close()
+    assert sandbox.ledger()["invoicebox"]["emails"] == {"shop@example.com": {"invitations": 1}}
+
+
+def test_sandbox_wrong_token(sandbox: Any) -> None:
+    http, ib = _client(sandbox.url, [].append, token="not-a-valid-token")
+    try:
+        with pytest.raises(AuthError) as err:
+            ib.invite(partner_id=PARTNER, email="shop@example.com")
+        assert "not-a-valid-token" not in str(err.value)
+    finally:
+        http.close()
+
+
+def test_sandbox_429_storm_honours_retry_after(sandbox_factory: Any) -> None:
+    server = sandbox_factory(throttle_rate=0.5, seed=3)
+    ft = FakeTime()
+    limiter = RateLimiter([RateWindow(limit=50, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
+    http, ib = _client(server.url, ft.sleep, attempts=8, limiter=limiter)
+    emails = [f"shop{i}@example.com" for i in range(20)]
+    try:
+        for email in emails:
+            ib.invite(partner_id=PARTNER, email=email)
+    finally:
+        http.close()
+    ledger = server.ledger()
+    throttled = ledger["responses"]["429"]
+    assert throttled >= 5
+    # Every invitation arrived exactly once: a 429 is "not processed", so repeating was safe.
+    assert ledger["invoicebox"]["emails"] == {e: {"invitations": 1} for e in emails}
+    # The sandbox says Retry-After: 1; each retry waited at least that (in the limiter's pause or ours).
+    assert len([s for s in ft.sleeps if s >= 1.0]) >= throttled
+    assert limiter.factor < 1.0
+
+
+def test_sandbox_drop_is_ambiguous(sandbox_factory: Any) -> None:
+    server = sandbox_factory(drop_rate=1.0)
+    sleeps: list[float] = []
+    http, ib = _client(server.url, sleeps.append)
+    try:
+        with pytest.raises(AmbiguousAPIError):
+            ib.invite(partner_id=PARTNER, email="shop@example.com")
+    finally:
+        http.close()
+    assert sleeps == [] and server.ledger()["invoicebox"]["emails"] == {"shop@example.com": {"invitations": 1}}
