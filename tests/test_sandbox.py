@@ -757,3 +757,11 @@ def test_preload_problems_are_config_errors(tmp_path: Path, content: str, suffix
 def test_a_missing_preload_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         SandboxServer(SandboxOptions(partners=str(tmp_path / "nope.json")))
+
+
+def test_ledger_counts_calls_per_endpoint(sandbox: SandboxServer) -> None:
+    for _ in range(2):
+        requests.get(f"{sandbox.url}/bdoc/partners", timeout=5)
+    requests.post(f"{sandbox.url}/v3/notification/api/invite", timeout=5)
+    calls = sandbox.ledger()["calls"]
+    assert calls == {"GET /bdoc/partners": 2, "POST /v3/notification/api/invite": 1}

@@ -53,7 +53,7 @@ class Sandbox:
         """Answer one request; None means: close the connection without answering."""
         if req.path == "/_sandbox" or req.path.startswith("/_sandbox/"):
             return self._admin(req)  # never faulted, never counted
-        self.ledger.arrive()
+        self.ledger.arrive(f"{req.method} {req.path}")
         if self.options.latency_ms > 0:
             self._sleep(self.options.latency_ms / 1000)
         draw = self.faults.draw()

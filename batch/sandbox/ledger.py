@@ -29,10 +29,13 @@ class Ledger:
             self._logins = 0
             self._partners: dict[int, Counter[str]] = {}
             self._emails: Counter[str] = Counter()
+            self._calls: Counter[str] = Counter()
 
-    def arrive(self) -> float:
-        """Record one API request's arrival; returns its time (taken under the lock, so times stay sorted)."""
+    def arrive(self, call: str = "") -> float:
+        """Record one API request's arrival (`call` is "METHOD /path"); returns its time, taken under the lock."""
         with self._lock:
+            if call:
+                self._calls[call] += 1
             now = self._clock()
             self._arrivals.append(now)
             recent = self._last_second
@@ -83,6 +86,7 @@ class Ledger:
                 "max_requests_per_second": self._max_per_second,
                 "drops": self._drops,
                 "responses": {str(k): v for k, v in sorted(self._responses.items())},
+                "calls": dict(sorted(self._calls.items())),
                 "edin": {"logins": self._logins, "partners": {}},
                 "invoicebox": {"emails": {k: {"invitations": v} for k, v in sorted(self._emails.items())}},
             }
