@@ -335,14 +335,15 @@ class HttpClient:
 
     def _status_error(self, outcome: Outcome, reply: Reply) -> APIError:
         code, message = error_detail(reply.body)
-        text = f"HTTP {reply.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        # The message is the provider's own words (or the reason phrase); status and code travel beside it.
+        text = message or http.client.responses.get(reply.status, f"HTTP {reply.status}")
         kw: dict[str, Any] = {"http_status": reply.status, "code": code, "request_id": reply.request_id or None,
                               "response": reply, "attempts": reply.attempts}
         if outcome is Outcome.RETRIABLE:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), date=reply.headers.get("Date"))
             if reply.status == 429 and self._limiter is not None:
                 self._limiter.throttled(retry_after)
-            return RetriableAPIError(self._gave_up(text, reply.attempts), retry_after=retry_after, **kw)
+            return RetriableAPIError(text, retry_after=retry_after, **kw)
         if outcome is Outcome.SESSION_EXPIRED:
             return SessionExpiredError(text, **kw)
         return FatalAPIError(text, **kw)
@@ -351,13 +352,10 @@ class HttpClient:
         text = describe_error(error)
         kw: dict[str, Any] = {"attempts": attempt}
         if outcome is Outcome.RETRIABLE:
-            return RetriableAPIError(self._gave_up(text, attempt), **kw)
+            return RetriableAPIError(text, **kw)
         if outcome is Outcome.AMBIGUOUS:
             return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
         return FatalAPIError(text, **kw)
-
-    def _gave_up(self, text: str, attempt: int) -> str:
-        return f"{text} (gave up after {attempt} attempts)" if attempt >= self._retry.attempts > 1 else text
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -14,7 +14,7 @@ import responses
 import urllib3.exceptions as u3
 
 from batch.config import RetryPolicy, Timeouts
-from batch.errors import AmbiguousAPIError, FatalAPIError, RetriableAPIError, SessionExpiredError
+from batch.errors import AmbiguousAPIError, FatalAPIError, Interrupted, RetriableAPIError, SessionExpiredError
 from batch.http import HttpClient, Outcome, classify, error_detail, parse_retry_after
 
 BASE = "https://api.example.test"
@@ -223,7 +223,7 @@ def test_gives_up_after_attempts(client: HttpClient, mocked: responses.RequestsM
         client.request("POST", "/v1/thing", mutating=True, json={})
     e = err.value
     assert (e.http_status, e.attempts, e.request_id) == (500, 5, "r-last")
-    assert "gave up after 5 attempts" in str(e) and "oops" in str(e)
+    assert str(e) == "oops"
     assert len(mocked.calls) == 5 and len(rec.sleeps) == 4 and rec.acquired == 5
     caps = [0.5, 1.0, 2.0, 4.0]
     assert all(0 <= s <= cap for s, cap in zip(rec.sleeps, caps, strict=True))
@@ -263,6 +263,13 @@ def test_retry_after_is_capped(client: HttpClient, mocked: responses.RequestsMoc
     assert rec.throttles == [3600.0]
 
 
+def test_empty_error_body_gives_the_reason_phrase(client: HttpClient, mocked: responses.RequestsMock) -> None:
+    mocked.delete(URL, status=404, body="")
+    with pytest.raises(FatalAPIError) as err:
+        client.request("DELETE", "/v1/thing", mutating=True)
+    assert (str(err.value), err.value.http_status, err.value.code) == ("Not Found", 404, None)
+
+
 def test_429_without_retry_after(client: HttpClient, mocked: responses.RequestsMock, rec: Recorder) -> None:
     mocked.get(URL, status=429)
     mocked.get(URL, status=200)
@@ -279,7 +286,7 @@ def test_fatal_4xx_carries_provider_detail(client: HttpClient, mocked: responses
         client.request("POST", "/v1/thing", mutating=True, json={})
     e = err.value
     assert (e.http_status, e.code, e.request_id, e.attempts) == (422, "validation", "req-422", 1)
-    assert str(e) == "HTTP 422 validation: Bad data; identifier wrong_value: not an e-mail"
+    assert str(e) == "Bad data; identifier wrong_value: not an e-mail"
     assert rec.sleeps == [] and len(mocked.calls) == 1
 
 
@@ -316,7 +323,7 @@ def test_refused_every_time(client: HttpClient, mocked: responses.RequestsMock) 
     with pytest.raises(RetriableAPIError) as err:
         client.request("POST", "/v1/thing", mutating=True)
     assert err.value.attempts == 5 and err.value.http_status is None
-    assert str(err.value) == "could not connect (NewConnectionError) (gave up after 5 attempts)"
+    assert str(err.value) == "could not connect (NewConnectionError)"
 
 
 @pytest.mark.parametrize(("session", "error"), [(True, SessionExpiredError), (False, FatalAPIError)],
@@ -388,3 +395,30 @@ def test_debug_line_per_attempt_without_secrets(client: HttpClient, mocked: resp
     assert any("-> 503" in line and "attempt 1" in line for line in lines)
     assert any(line.startswith("retrying POST /auth") for line in lines)
     assert "hunter2-pass" not in caplog.text
+
+
+def test_interrupt_during_a_wait_passes_through(mocked: responses.RequestsMock) -> None:
+    """The runner's sleep raises Interrupted on SIGINT; it must leave at once, not count as a failed try."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise Interrupted("stop")
+
+    client = HttpClient(BASE, timeouts=Timeouts(), retry=RetryPolicy(attempts=5), limiter=None, workers=1,
+                        sleep=sleep)
+    mocked.post(URL, status=503)
+    with pytest.raises(Interrupted):
+        client.request("POST", "/v1/thing", mutating=True)
+    assert len(waits) == 1 and len(mocked.calls) == 1
+
+
+def test_interrupt_in_the_limiter_passes_through(client: HttpClient, rec: Recorder,
+                                                 mocked: responses.RequestsMock) -> None:
+    def acquire() -> None:
+        raise Interrupted("stop")
+
+    rec.acquire = acquire  # type: ignore[method-assign]
+    with pytest.raises(Interrupted):
+        client.request("GET", "/v1/thing", mutating=False)
+    assert len(mocked.calls) == 0

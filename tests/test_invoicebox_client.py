@@ -13,7 +13,7 @@ import requests
 import responses
 
 from batch.config import RateWindow, RetryPolicy, Timeouts
-from batch.errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError
+from batch.errors import AmbiguousAPIError, FatalAPIError, RetriableAPIError
 from batch.http import HttpClient
 from batch.logs import redact
 from batch.providers.base import Invitation
@@ -90,18 +90,19 @@ def test_validation_error_is_fatal_with_detail(ib: InvoiceboxClient, mocked: res
     assert sleeps == []
 
 
-def test_refused_token_stops_the_run(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
+def test_refused_token(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
     mocked.post(URL, status=401, json={"error": {"code": "unauthorized", "message": "Unauthorized"}})
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(FatalAPIError) as err:  # the flow turns it into AuthError after un-charging its row
         ib.invite(partner_id=PARTNER, email="a@example.com")
-    assert "unauthorized" in str(err.value) and TOKEN not in str(err.value)
-    assert err.value.exit_code == 3
+    assert (err.value.http_status, err.value.code) == (401, "unauthorized")
+    assert TOKEN not in str(err.value) and len(mocked.calls) == 1
 
 
 def test_forbidden_fails_the_row(ib: InvoiceboxClient, mocked: responses.RequestsMock) -> None:
     mocked.post(URL, status=403, json={"error": {"code": "forbidden", "message": "Forbidden"}})
-    with pytest.raises(FatalAPIError, match="forbidden"):
+    with pytest.raises(FatalAPIError, match="Forbidden") as err:
         ib.invite(partner_id=PARTNER, email="a@example.com")
+    assert (err.value.http_status, err.value.code) == (403, "forbidden")
 
 
 def test_throttled_then_accepted(ib: InvoiceboxClient, mocked: responses.RequestsMock, sleeps: list[float]) -> None:
@@ -166,9 +167,9 @@ def test_sandbox_invite(sandbox: Any) -> None:
 def test_sandbox_wrong_token(sandbox: Any) -> None:
     http, ib = _client(sandbox.url, [].append, token="not-a-valid-token")
     try:
-        with pytest.raises(AuthError) as err:
+        with pytest.raises(FatalAPIError) as err:
             ib.invite(partner_id=PARTNER, email="shop@example.com")
-        assert "not-a-valid-token" not in str(err.value)
+        assert err.value.http_status == 401 and "not-a-valid-token" not in str(err.value)
     finally:
         http.close()
 

@@ -7,7 +7,6 @@ import logging
 import requests
 
 from .. import __version__
-from ..errors import AuthError, FatalAPIError
 from ..http import HttpClient
 from ..logs import register_secret
 from .base import Invitation
@@ -35,13 +34,9 @@ class InvoiceboxClient:
     def invite(self, *, partner_id: str, email: str, type: str = "email") -> Invitation:
         """Invite `email` on behalf of the integrator `partner_id`; the answer's data.id is kept as text."""
         body = {"partnerId": partner_id, "type": type, "identifier": email}
-        try:
-            reply = self._http.request("POST", INVITE_PATH, mutating=True, json=body, headers=self._headers)
-        except FatalAPIError as e:
-            # A refused token fails every row alike: stop the run instead of charging it to each row.
-            if e.http_status == 401:
-                raise AuthError(f"Invoicebox refused the token ({e.message})") from None
-            raise
+        # A refused token comes back as FatalAPIError with http_status 401; the caller stops the run on it
+        # (after putting its row back to pending), since it would fail every row alike.
+        reply = self._http.request("POST", INVITE_PATH, mutating=True, json=body, headers=self._headers)
         invitation_id = ""
         try:
             data = reply.json()
