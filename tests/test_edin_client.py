@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from http.client import RemoteDisconnected
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
+import urllib3.exceptions as u3
 from requests import PreparedRequest
 
 from batch.config import RetryPolicy, Timeouts
@@ -50,6 +52,9 @@ class FakeEdin:
         self.password = PASSWORD
         self.expired_answer: Answer = (401, {}, "")  # what a call with a stale SID gets
         self.ignore_offset = False
+        self.tokens: list[str] = []
+        self.spent: set[str] = set()
+        self.drop_auth = 0
         self.expiry_barrier: threading.Barrier | None = None  # hold stale-SID answers until all have come
         self.invitations: list[dict[str, str]] = []
         self.marks: list[list[int]] = []
@@ -68,16 +73,25 @@ class FakeEdin:
 
     def auth_uuid(self, request: PreparedRequest) -> Answer:
         assert _form(request) == {"email": EMAIL}
-        return 200, {}, json.dumps({"isCaptcha": self.captcha, "token": "tok-1234-uuid"})
+        with self.lock:
+            token = f"tok-{len(self.tokens) + 1}-uuid"
+            self.tokens.append(token)
+        return 200, {}, json.dumps({"isCaptcha": self.captcha, "token": token})
 
     def auth(self, request: PreparedRequest) -> Answer:
         form = _form(request)
-        assert form["token"] == "tok-1234-uuid"
+        with self.lock:
+            if form["token"] in self.spent or form["token"] not in self.tokens:
+                return 401, {}, "<html>wrong token</html>"
+            self.spent.add(form["token"])  # a login token works once
         if form["password"] != self.password:
             return 401, {}, "<html>wrong password</html>"
         with self.lock:
             self.logins += 1
             self.valid_sid = f"sid-{self.logins}-abcdef"
+        if self.drop_auth > 0:  # logged in, but the answer is lost
+            self.drop_auth -= 1
+            raise requests.ConnectionError(u3.ProtocolError("Connection aborted.", RemoteDisconnected("closed")))
         return 200, {"Set-Cookie": f"SID={self.valid_sid}; Path=/; HttpOnly"}, ""
 
     def _session_ok(self, request: PreparedRequest) -> bool:
@@ -176,6 +190,21 @@ def test_wrong_password(fake: FakeEdin, sleeps: list[float]) -> None:
         client.login()
     assert EMAIL in str(err.value) and "not-the-password" not in str(err.value)
     assert sleeps == []  # a refused login is not retried
+
+
+def test_lost_login_answer_starts_over_with_a_fresh_token(edin: EdinClient, fake: FakeEdin) -> None:
+    fake.drop_auth = 1
+    edin.login()
+    assert fake.logins == 2 and len(fake.tokens) == 2  # the spent token was not sent again
+    edin.mark_invited([1])
+    assert fake.marks == [[1]]
+
+
+def test_login_answers_lost_every_time(edin: EdinClient, fake: FakeEdin) -> None:
+    fake.drop_auth = 10
+    with pytest.raises(RetriableAPIError, match="EDIN login"):
+        edin.login()
+    assert len(fake.tokens) == 3
 
 
 def test_login_answer_without_sid(edin: EdinClient, fake: FakeEdin, mock: responses.RequestsMock) -> None:

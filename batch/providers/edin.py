@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import AuthError, FatalAPIError, SessionExpiredError
+from ..errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError, SessionExpiredError
 from ..http import HttpClient, Reply
 from ..logs import register_secret
 from .base import Partner, as_int, partner_from_json
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 MAX_PAGES = 10_000  # a million partners; beyond that the server is ignoring `offset`
+LOGIN_TRIES = 3  # whole logins started over after an unanswered `auth`
 
 
 class EdinClient:
@@ -35,35 +36,56 @@ class EdinClient:
     def login(self) -> None:
         """Log in (auth_uuid, then auth) and keep the SID; AuthError on captcha or bad credentials."""
         with self._lock:
-            who = self._email
-            try:
-                first = self._http.request("POST", "/bdoc/auth_uuid", mutating=False,
-                                           files={"email": (None, self._email)})
-            except FatalAPIError as e:
-                raise AuthError(f"EDIN refused the login of {who}: {e.message}") from None
-            answer = _json(first)
-            if not isinstance(answer, dict):
-                raise AuthError(f"EDIN login of {who}: unexpected answer to auth_uuid (HTTP {first.status})")
-            if answer.get("isCaptcha"):
-                raise AuthError(f"EDIN wants a captcha to log in {who}; an unattended run cannot pass it — "
-                                "log in once in a browser, then run again")
-            token = answer.get("token")
-            if not isinstance(token, str) or not token:
-                raise AuthError(f"EDIN login of {who}: no login token in the answer to auth_uuid")
-            register_secret(token)
-            try:
-                second = self._http.request("POST", "/bdoc/auth", mutating=False,
-                                            files={"token": (None, token), "password": (None, self._password)})
-            except FatalAPIError as e:
-                raise AuthError(f"EDIN login failed for {who}: wrong e-mail or password ({e.message})") from None
-            sid = second.cookies.get("SID")
-            if not sid:
-                raise AuthError(f"EDIN login failed for {who}: no SID cookie in the answer "
-                                f"(HTTP {second.status}; wrong e-mail or password?)")
-            register_secret(sid)
-            self._sid = sid
-            self._generation += 1
-        log.info("logged in to EDIN as %s", who)
+            for attempt in range(1, LOGIN_TRIES + 1):
+                token = self._login_token()
+                try:
+                    sid = self._session_id(token)
+                except AmbiguousAPIError as e:
+                    # A login token works once: if `auth` went through unanswered, repeating it would be
+                    # refused as a wrong password. Start over with a fresh token instead.
+                    if attempt == LOGIN_TRIES:  # a network problem, not a row's: nothing was changed
+                        raise RetriableAPIError(f"EDIN login: {e.message}", attempts=LOGIN_TRIES) from e
+                    log.info("EDIN login answer lost (%s); starting the login again", e.message)
+                    continue
+                register_secret(sid)
+                self._sid = sid
+                self._generation += 1
+                break
+        log.info("logged in to EDIN as %s", self._email)
+
+    def _login_token(self) -> str:
+        """Step 1, POST /bdoc/auth_uuid: the one-time login token."""
+        who = self._email
+        try:
+            reply = self._http.request("POST", "/bdoc/auth_uuid", mutating=False, files={"email": (None, who)})
+        except FatalAPIError as e:
+            raise AuthError(f"EDIN refused the login of {who}: {e.message}") from None
+        answer = _json(reply)
+        if not isinstance(answer, dict):
+            raise AuthError(f"EDIN login of {who}: unexpected answer to auth_uuid (HTTP {reply.status})")
+        if answer.get("isCaptcha"):
+            raise AuthError(f"EDIN wants a captcha to log in {who}; an unattended run cannot pass it — "
+                            "log in once in a browser, then run again")
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"EDIN login of {who}: no login token in the answer to auth_uuid")
+        register_secret(token)
+        return token
+
+    def _session_id(self, token: str) -> str:
+        """Step 2, POST /bdoc/auth with the token and password: the SID cookie."""
+        who = self._email
+        try:
+            # mutating: a drop after sending must not be retried with the same (spent) token.
+            reply = self._http.request("POST", "/bdoc/auth", mutating=True,
+                                       files={"token": (None, token), "password": (None, self._password)})
+        except FatalAPIError as e:
+            raise AuthError(f"EDIN login failed for {who}: wrong e-mail or password ({e.message})") from None
+        sid = reply.cookies.get("SID")
+        if not sid:
+            raise AuthError(f"EDIN login failed for {who}: no SID cookie in the answer "
+                            f"(HTTP {reply.status}; wrong e-mail or password?)")
+        return sid
 
     def logout(self) -> None:
         """End the session; best effort, errors only logged."""
