@@ -342,7 +342,8 @@ class HttpClient:
         if outcome is Outcome.RETRIABLE:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), date=reply.headers.get("Date"))
             if reply.status == 429 and self._limiter is not None:
-                self._limiter.throttled(retry_after)
+                capped = None if retry_after is None else min(retry_after, self._retry.max_retry_after)
+                self._limiter.throttled(capped)
             return RetriableAPIError(text, retry_after=retry_after, **kw)
         if outcome is Outcome.SESSION_EXPIRED:
             return SessionExpiredError(text, **kw)

@@ -260,7 +260,7 @@ def test_retry_after_is_capped(client: HttpClient, mocked: responses.RequestsMoc
     mocked.get(URL, status=200)
     client.request("GET", "/v1/thing", mutating=False)
     assert rec.sleeps == [120.0]
-    assert rec.throttles == [3600.0]
+    assert rec.throttles == [120.0]  # nor does the shared pause exceed the cap
 
 
 def test_empty_error_body_gives_the_reason_phrase(client: HttpClient, mocked: responses.RequestsMock) -> None:

@@ -18,8 +18,10 @@ SECRET = "pa$$w0rd-Зірка"
 def stream() -> Iterator[io.StringIO]:
     buf = io.StringIO()
     register_secret(SECRET)
-    yield buf
     root = logging.getLogger()
+    level = root.level
+    yield buf
+    root.setLevel(level)
     for h in [h for h in root.handlers if getattr(h, "_invite_batch_handler", False)]:
         root.removeHandler(h)
     logging.getLogger("batch").setLevel(logging.NOTSET)
