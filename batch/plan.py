@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from .model import Row
+from .checkpoint import Item, ItemState, Journal
+from .config import Config
+from .model import Row, RowResult, Status
+
+
+@dataclass(slots=True)
+class Task:
+    """A row the runner will work on this run."""
+
+    identity: str
+    values: dict[str, str]
+    result: RowResult
+    item: Item | None  # the journal's record from earlier runs, if any
 
 
 def identity(row: Row, provider: str) -> str:
@@ -32,3 +45,71 @@ def find_duplicates(rows: Sequence[Row], provider: str) -> dict[int, int]:
         if earlier != row.line:
             duplicates[row.line] = earlier
     return duplicates
+
+
+# ---------------------------------------------------------------- resume-aware planning
+
+@dataclass(slots=True)
+class Plan:
+    """Every row's starting result, the rows to work on, and what earlier runs left to finish."""
+
+    results: list[RowResult]
+    tasks: list[Task]
+    unmarked: list[tuple[str, int, RowResult | None]]  # edin: sent before, not yet marked
+    lost: list[str]  # invoicebox identities left in flight by a crash: now `unknown`
+
+
+def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_failed: bool = False,
+         resend_unknown: bool = False) -> Plan:
+    """Decide each row's fate from validation, duplicates and the checkpoint; writes nothing."""
+    provider = config.provider
+    marks = provider == "edin" and config.action == "invite" and config.invite.mark_status
+    items = journal.items() if journal is not None else {}
+    duplicates = find_duplicates(rows, provider)
+    out = Plan(results=[], tasks=[], unmarked=[], lost=[])
+    for row in rows:
+        result = RowResult(line=row.line, cells=row.cells, status=Status.PENDING, detail="; ".join(row.notes))
+        out.results.append(result)
+        if not row.valid:
+            result.status, result.detail = Status.INVALID, "; ".join(row.problems)
+            continue
+        if row.line in duplicates:
+            result.status, result.detail = Status.DUPLICATE, f"same partner as row {duplicates[row.line]}"
+            continue
+        ident = identity(row, provider)
+        item = items.get(ident)
+        task = Task(identity=ident, values=row.values, result=result, item=item)
+        if item is None or item.state is ItemState.PENDING:
+            out.tasks.append(task)
+            continue
+        _copy(item, result)
+        state = item.state
+        if state in (ItemState.SENT, ItemState.SKIPPED):
+            result.status = Status.SKIPPED
+            result.detail = f"done in an earlier run ({state.value}{' ' + item.sent_at if item.sent_at else ''})"
+            if marks and state is ItemState.SENT and item.marked in ("no", "failed") and item.partner_id:
+                out.unmarked.append((ident, int(item.partner_id), result))
+        elif state is ItemState.FAILED:
+            if retry_failed:
+                out.tasks.append(task)
+            else:
+                result.status = Status.FAILED
+                result.detail = f"{item.detail} (earlier run; --retry-failed to try again)"
+        elif state is ItemState.UNKNOWN or (state is ItemState.IN_FLIGHT and provider == "invoicebox"):
+            if resend_unknown:
+                out.tasks.append(task)
+            else:
+                result.status = Status.UNKNOWN
+                result.detail = item.detail or "in flight when an earlier run stopped: may have been delivered"
+                result.detail += " (--resend-unknown to send again)"
+                if state is ItemState.IN_FLIGHT:
+                    out.lost.append(ident)
+        else:  # edin in flight: the flow reconciles it by looking the partner up
+            out.tasks.append(task)
+    return out
+
+
+def _copy(item: Item, result: RowResult) -> None:
+    result.partner_id, result.invitation_id = item.partner_id, item.invitation_id
+    result.http_status, result.request_id = item.http_status, item.request_id
+    result.attempts, result.marked, result.sent_at = item.attempts, item.marked, item.sent_at

@@ -1,0 +1,305 @@
+"""The pipeline: read → validate → plan → send (N workers) → record → mark → write results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from . import plan
+from .checkpoint import ItemState, Journal, set_aside
+from .config import Config
+from .errors import AuthError, CircuitOpenError, Interrupted, RunStopped
+from .flows import EdinInvite, EdinMark, InvoiceboxInvite, Marker, Outcome
+from .model import PROBLEM_STATUSES, RowResult, Status, Summary, Table
+from .plan import Task
+from .providers import Clients, open_clients
+from .reader import read_table
+from .results import default_output_path, write_results
+from .validation import validate_rows
+
+log = logging.getLogger("batch.runner")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """What the command line asks of one run (each overrides the config where both speak)."""
+
+    input: Path
+    output: Path | None = None
+    checkpoint: Path | None = None
+    sheet: str | None = None
+    dry_run: bool = False
+    limit: int | None = None
+    retry_failed: bool = False
+    resend_unknown: bool = False
+    fresh: bool = False
+    summary_json: Path | None = None
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class RunReport:
+    summary: Summary
+    output: Path
+    exit_code: int
+
+
+def default_checkpoint_path(input_path: Path) -> Path:
+    return input_path.with_name(f"{input_path.stem}.checkpoint.sqlite")
+
+
+def exit_code_for(counts: Counter[str]) -> int:
+    return 1 if any(counts[s] for s in PROBLEM_STATUSES) else 0
+
+
+def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime] | None = None) -> RunReport:
+    """Run the whole job once; RunStopped (exit 3) is raised after the results are written."""
+    now = clock or (lambda: datetime.now(UTC))
+    started = now()
+    table = read_table(opts.input, provider=config.provider, sheet=opts.sheet, aliases=config.columns,
+                       max_rows=config.limits.max_rows, max_cell_length=config.limits.max_cell_length,
+                       max_file_size=config.limits.max_file_size)
+    rows = validate_rows(table, config)
+    output = opts.output or default_output_path(opts.input)
+    checkpoint = opts.checkpoint or default_checkpoint_path(opts.input)
+    summary = Summary(started=started, finished=started, input_path=str(opts.input), provider=config.provider,
+                      action=config.action, dry_run=opts.dry_run)
+
+    if opts.dry_run:
+        journal = Journal.open_readonly(checkpoint) if checkpoint.exists() else None
+        try:
+            the_plan = plan.plan(rows, config, journal, retry_failed=opts.retry_failed,
+                                 resend_unknown=opts.resend_unknown)
+        finally:
+            if journal is not None:
+                journal.close()
+        for task in the_plan.tasks:
+            task.result.detail = "; ".join(d for d in ("would send", task.result.detail) if d)
+        return _finish(summary, the_plan.results, table, output, opts, None, now, dry_run=True)
+
+    if opts.fresh and (aside := set_aside(checkpoint)) is not None:
+        log.info("old checkpoint kept as %s", aside)
+    with Journal.open(checkpoint) as journal:
+        info = journal.start_run(input_path=str(opts.input), input_sha256=table.sha256,
+                                 config_fingerprint=config.fingerprint(), provider=config.provider,
+                                 action=config.action, headers=table.headers)
+        if info.previous_input_sha256 and info.previous_input_sha256 != table.sha256:
+            log.info("the input changed since the last run; rows are matched by partner, so only new ones are sent")
+        the_plan = plan.plan(rows, config, journal, retry_failed=opts.retry_failed,
+                             resend_unknown=opts.resend_unknown)
+        results, tasks = the_plan.results, the_plan.tasks
+        for ident in the_plan.lost:
+            journal.finish(ident, state=ItemState.UNKNOWN, detail="in flight when an earlier run stopped")
+        journal.save_rows([(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells) for r in rows])
+        if opts.limit is not None:
+            tasks = tasks[: opts.limit]
+        stopped: RunStopped | None = None
+        try:
+            stopped = _send(config, opts, journal, tasks, the_plan.unmarked, results)
+        finally:
+            _finish(summary, results, table, output, opts, journal, now, stopped=stopped)
+        if stopped is not None:
+            raise stopped
+        return RunReport(summary=summary, output=output, exit_code=exit_code_for(summary.counts))
+
+
+def _finish(summary: Summary, results: list[RowResult], table: Table, output: Path, opts: RunOptions,
+            journal: Journal | None, now: Callable[[], datetime], *, dry_run: bool = False,
+            stopped: RunStopped | None = None) -> RunReport:
+    """Count, write the results file, the summary and the journal's record of this run."""
+    summary.finished = now()
+    summary.counts = Counter(r.status.value for r in results)
+    summary.stopped = str(stopped) if stopped else ""
+    write_results(output, table.headers, results, summary)
+    if journal is not None:
+        journal.record_results(results)
+        journal.end_run(summary)
+    if opts.summary_json is not None:
+        data = summary.as_dict() | {"results": str(output)}
+        opts.summary_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # A dry run judges the file only: rows that failed in earlier runs do not make it fail.
+    code = (1 if summary.counts[Status.INVALID] else 0) if dry_run else exit_code_for(summary.counts)
+    return RunReport(summary=summary, output=output, exit_code=code)
+
+
+class _Stop:
+    """The run's stop flag: set by a signal, the circuit breaker or a failed login."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: RunStopped | None = None
+        self._lock = threading.Lock()
+
+    def set(self, reason: RunStopped) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """An interruptible sleep for retries and the limiter: a stop ends the wait at once."""
+        if self.event.wait(max(seconds, 0.0)):
+            raise Interrupted("stopping")
+
+
+@contextlib.contextmanager
+def _signals(stop: _Stop) -> Iterator[None]:
+    """SIGINT/SIGTERM: take no new rows, let in-flight requests finish (SPEC §6)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        log.warning("%s received: finishing in-flight requests, then stopping", name)
+        stop.set(Interrupted(f"stopped by {name}; run the same command again to resume"))
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class _Breaker:
+    """Counts rows failing in a row for server or network reasons (SPEC §7)."""
+
+    def __init__(self, limit: int, stop: _Stop) -> None:
+        self.limit, self.stop, self.streak = limit, stop, 0
+        self._lock = threading.Lock()
+
+    def record(self, outcome: str) -> None:
+        with self._lock:
+            self.streak = self.streak + 1 if outcome == Outcome.BROKEN else 0
+            if self.streak >= self.limit:
+                self.stop.set(CircuitOpenError(
+                    f"{self.streak} rows in a row failed for server or network reasons; "
+                    "the rest are pending, run again to resume"))
+
+
+def _send(config: Config, opts: RunOptions, journal: Journal, tasks: Sequence[Task],
+          unmarked: Sequence[tuple[str, int, RowResult | None]], results: Sequence[RowResult]) -> RunStopped | None:
+    """Drive the workers over the tasks; return why the run stopped early, if it did."""
+    needs_marks = config.provider == "edin" and (config.action == "mark" or config.invite.mark_status)
+    if not tasks and not (needs_marks and unmarked):
+        return None
+    stop = _Stop()
+    breaker = _Breaker(config.stop_after_consecutive_failures, stop)
+    with _signals(stop), open_clients(config, sleep=stop.sleep) as clients:
+        try:
+            clients.login()
+        except AuthError as err:
+            return err
+        marker = Marker(clients.edin, journal, config.invite.status_batch_size) if (
+            clients.edin is not None and needs_marks) else None
+        handle = _handler(config, clients, journal, marker, stop)
+        if marker is not None:
+            for identity, partner_id, result in unmarked:
+                marker.add(identity, partner_id, result)
+        progress = _Progress(len(tasks), results, enabled=opts.progress)
+        _work(tasks, handle, breaker, stop, progress, workers=config.limits.workers)
+        progress.close()
+        if marker is not None and not isinstance(stop.reason, AuthError):
+            try:
+                marker.flush()
+            except (AuthError, Interrupted) as err:
+                stop.set(err)
+        clients.logout()
+    return stop.reason
+
+
+def _handler(config: Config, clients: Clients, journal: Journal, marker: Marker | None,
+             stop: _Stop) -> Callable[[Task], str]:
+    if clients.invoicebox is not None:
+        return InvoiceboxInvite(clients.invoicebox, journal, should_stop=stop.is_set)
+    assert clients.edin is not None
+    if config.action == "mark":
+        assert marker is not None
+        return EdinMark(clients.edin, journal, marker)
+    return EdinInvite(clients.edin, journal, marker, create_missing=config.invite.create_missing_partners,
+                      skip_already_invited=config.invite.skip_already_invited, should_stop=stop.is_set)
+
+
+def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breaker, stop: _Stop,
+          progress: _Progress, *, workers: int) -> None:
+    """N threads take rows from one shared iterator until it is empty or the run stops."""
+    it = iter(tasks)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                task = next(it, None)
+            if task is None:
+                return
+            try:
+                outcome = handle(task)
+            except Interrupted:
+                return
+            except AuthError as err:
+                stop.set(err)
+                return
+            except Exception as err:  # a bug must not lose the rest of the run's bookkeeping
+                log.exception("row %d: unexpected error", task.result.line)
+                task.result.status, task.result.detail = Status.UNKNOWN, f"internal error: {err.__class__.__name__}"
+                outcome = Outcome.BROKEN
+            breaker.record(outcome)
+            progress.update()
+
+    threads = [threading.Thread(target=worker, name=f"worker-{i}", daemon=True)
+               for i in range(max(1, min(workers, len(tasks))))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)  # short joins keep the main thread responsive to signals
+
+
+class _Progress:
+    """A tqdm bar with counts by status, on a terminal only."""
+
+    def __init__(self, total: int, results: Sequence[RowResult], *, enabled: bool) -> None:
+        self.results, self.bar, self._n = results, None, 0
+        self._lock = threading.Lock()
+        if enabled and total and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True)
+        self._last = 0.0
+
+    def update(self) -> None:
+        if self.bar is None:
+            return
+        with self._lock:
+            self.bar.update(1)
+            now = time.monotonic()
+            if now - self._last > 0.5:
+                self._last = now
+                counts = Counter(r.status.value for r in self.results)
+                self.bar.set_postfix({k: v for k, v in counts.items() if k != Status.PENDING}, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_line(summary: Summary, output: Path) -> str:
+    counts = ", ".join(f"{s.value} {summary.counts.get(s.value, 0)}" for s in Status)
+    head = "dry run" if summary.dry_run else "done"
+    return f"{head} in {summary.duration:.1f}s: {counts}; results: {output}"
+
