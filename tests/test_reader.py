@@ -210,6 +210,23 @@ def test_named_sheet(two_sheets: Path, name: str) -> None:
     assert [r.cells for r in table.rows] == [("a@b.ua",), ("c@d.ua",)]
 
 
+def test_default_is_the_first_visible_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "hidden.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    hidden = book.add_worksheet("Lookup")
+    hidden.write_row(0, 0, ["code"])
+    hidden.write_row(1, 0, ["1"])
+    hidden.hide()
+    shown = book.add_worksheet("Partners")
+    shown.write_row(0, 0, ["code"])
+    shown.write_row(1, 0, [4533319])
+    shown.activate()
+    book.close()
+    table = read_table(path, provider="edin")
+    assert (table.sheet, table.rows[0].cells) == ("Partners", ("4533319",))
+    assert read_table(path, provider="edin", sheet="Lookup").rows[0].cells == ("1",)
+
+
 def test_unknown_sheet_names_it_and_lists_the_sheets(two_sheets: Path) -> None:
     with pytest.raises(InputFileError) as e:
         read_table(two_sheets, provider="edin", sheet="Third")
@@ -391,7 +408,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "permission denied" in _error(path)
 
 
-def _raising_excel_file(error: Exception) -> Callable[..., object]:
+def _raising_loader(error: Exception) -> Callable[..., object]:
     def fake(*args: object, **kw: object) -> object:
         raise error
     return fake
@@ -402,16 +419,17 @@ def _raising_excel_file(error: Exception) -> Callable[..., object]:
     [
         (python_calamine.PasswordError("Workbook is password protected"), "password-protected"),
         (python_calamine.CalamineError("Xls error: unexpected end"), "may be damaged"),
+        (python_calamine.ZipError("invalid Zip archive: Could not find EOCD"), "may be damaged (invalid Zip"),
         (ValueError("Worksheet index 0 is invalid"), "not a readable spreadsheet (ValueError"),
         (RuntimeError("something\nspanning lines"), "RuntimeError: something spanning lines"),
     ],
-    ids=["encrypted-xls", "calamine-error", "pandas-error", "anything-else"],
+    ids=["encrypted-xls", "calamine-error", "zip-error", "value-error", "anything-else"],
 )
 def test_library_errors_become_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         error: Exception, expected: str) -> None:
     path = tmp_path / "in.xls"
     shutil.copy(DATA / "partners-uk.xls", path)
-    monkeypatch.setattr(reader.pd, "ExcelFile", _raising_excel_file(error))
+    monkeypatch.setattr(reader.python_calamine, "load_workbook", _raising_loader(error))
     assert expected in _error(path)
 
 
