@@ -44,7 +44,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"edin": ("partner_id", "code"), "
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
-DELIMITERS = ",;\t"
+DELIMITERS = ";\t,"  # in order of preference when the counts tie
 
 MAX_UNZIPPED = 1 << 30  # a workbook that inflates beyond 1 GiB is refused unread
 MAX_ZIP_RATIO = 200  # real workbooks inflate ~10-15×; bombs by thousands
@@ -58,6 +58,7 @@ _SAMPLE = 64 * 1024
 _CHUNK = 1 << 20
 
 _HEADER_JUNK = str.maketrans("", "", "_-.")
+_SEP_LINE = re.compile(r"sep=([,;\t|])\r?\n", re.IGNORECASE)
 
 
 def normalise_header(text: str) -> str:
@@ -216,7 +217,13 @@ def _read_csv(p: Path, builder: _Builder, max_cell_length: int) -> Table:
     with p.open(encoding=encoding, newline="") as f:
         sample = f.read(_SAMPLE)
         f.seek(0)
-        delimiter = _detect_delimiter(sample)
+        # Excel writes and honours a first line "sep=;" naming the delimiter; it is not a row.
+        hint = _SEP_LINE.match(sample)
+        if hint:
+            delimiter = hint.group(1)
+            f.readline()
+        else:
+            delimiter = _detect_delimiter(sample)
         reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
         # csv enforces a per-field limit in C; lowering it to ours checks every cell for free.
         previous = csv.field_size_limit(max_cell_length)
@@ -225,7 +232,7 @@ def _read_csv(p: Path, builder: _Builder, max_cell_length: int) -> Table:
         except csv.Error as e:
             if "field larger than field limit" not in str(e):
                 raise
-            row, col = _find_long_cell(p, encoding, delimiter, max_cell_length)
+            row, col = _find_long_cell(p, encoding, delimiter, max_cell_length, skip=1 if hint else 0)
             raise InputFileError(f"{name}: row {row}, column {col}: a cell is longer than {max_cell_length}"
                                  " characters (limits.max_cell_length)") from None
         finally:
@@ -282,27 +289,34 @@ def _detect_encoding(name: str, head: bytes, is_utf8: bool) -> str:
 
 
 def _detect_delimiter(sample: str) -> str:
-    """`,` `;` or tab: the only one in the header line, else what csv.Sniffer says, else the most frequent."""
+    """`;` `,` or tab: the only one in the header line, else what csv.Sniffer says, else the most frequent."""
     lines = [ln for ln in sample.splitlines() if ln.strip()]
     header = lines[0] if lines else ""
     counts = {d: header.count(d) for d in DELIMITERS if d in header}
-    if not counts:
-        return ","  # a single column
     if len(counts) == 1:
         return next(iter(counts))
-    try:
-        # Cut at a line end so the sniffer does not see a half row.
-        text = sample[: sample.rfind("\n") + 1] or sample
-        return csv.Sniffer().sniff(text, delimiters="".join(counts)).delimiter
-    except csv.Error:
-        return max(counts, key=lambda d: counts[d])
+    if not counts:  # one column named; the rows may still have more
+        counts = {d: sample.count(d) for d in DELIMITERS}
+        if not any(counts.values()):
+            return ","
+    else:
+        try:
+            # Cut at a line end so the sniffer does not see a half row.
+            text = sample[: sample.rfind("\n") + 1] or sample
+            return csv.Sniffer().sniff(text, delimiters="".join(counts)).delimiter
+        except csv.Error:
+            pass
+    # Ties go to ";" then tab: commas are common inside names and addresses, the others are not.
+    return max(DELIMITERS, key=lambda d: counts.get(d, 0))
 
 
-def _find_long_cell(p: Path, encoding: str, delimiter: str, limit: int) -> tuple[int, str]:
+def _find_long_cell(p: Path, encoding: str, delimiter: str, limit: int, skip: int) -> tuple[int, str]:
     """Row number and column letter of the first cell longer than `limit` (error path only)."""
     previous = csv.field_size_limit(1 << 30)
     try:
         with p.open(encoding=encoding, newline="") as f:
+            for _ in range(skip):
+                f.readline()
             for line, rec in enumerate(csv.reader(f, delimiter=delimiter), start=1):
                 for i, cell in enumerate(rec):
                     if len(cell) > limit:

@@ -123,6 +123,20 @@ def test_single_column_csv(tmp_path: Path) -> None:
     assert [r.cells for r in table.rows] == [("a@b.ua",), ("c@d.ua",)]
 
 
+def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "in.csv", "sep=;\r\ncode;name, full\r\n04533319;A, B\r\n", "utf-8-sig")
+    table = read_table(path, provider="edin")
+    assert table.headers == ("code", "name, full")
+    assert [(r.line, r.cells) for r in table.rows] == [(2, ("04533319", "A, B"))]
+
+
+def test_one_named_column_with_more_in_the_rows(tmp_path: Path) -> None:
+    text = "email\n" + "".join(f"shop{i}@shop.ru;Магазин {i}\n" for i in range(5))
+    table = read_table(write_text(tmp_path / "in.csv", text), provider="invoicebox")
+    assert table.headers == ("email",)
+    assert table.rows[0].cells == ("shop0@shop.ru",)
+
+
 def test_quoted_newline_counts_as_one_row(tmp_path: Path) -> None:
     text = 'code,comment\n04533319,"two\nlines"\n47893285,next\n'
     table = read_table(write_text(tmp_path / "in.csv", text), provider="edin")
