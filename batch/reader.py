@@ -342,7 +342,7 @@ def _read_workbook(p: Path, builder: _Builder, sheet: str | None, max_cell_lengt
         with p.open("rb") as f:  # a file object, so the format is told by content, not by extension
             book = python_calamine.load_workbook(f)
             target = _pick_sheet(name, book.sheets_metadata, sheet)
-            data = book.get_sheet_by_name(target).to_python(skip_empty_area=False)
+            data = book.get_sheet_by_name(target)
     except python_calamine.PasswordError:
         raise InputFileError(f"{name}: the workbook is password-protected (encrypted); save an unprotected copy")\
             from None
@@ -353,17 +353,23 @@ def _read_workbook(p: Path, builder: _Builder, sheet: str | None, max_cell_lengt
         raise InputFileError(f"{name}: not a readable spreadsheet, the file may be damaged ({_one_line(e)})")\
             from None
     builder.where = f'{name}, sheet "{target}"'
-    if not data:
+    if data.start is None or data.height == 0:
         raise InputFileError(f"{builder.where}: the sheet is empty")
-    return builder.build(_text_rows(data, builder.where, max_cell_length), sheet=target, sha256=sha256,
-                         stripped=True)
+    # iter_rows() starts at row 1 but at the first used column: put the columns before it back, so
+    # column letters in messages and results match the sheet. Rows are made one at a time.
+    records = _text_rows(data.iter_rows(), data.start[1], builder.where, max_cell_length)
+    return builder.build(records, sheet=target, sha256=sha256, stripped=True)
 
 
-def _text_rows(data: list[list[Any]], where: str, max_cell_length: int) -> Iterator[list[str]]:
+def _text_rows(rows: Iterable[list[Any]], skipped_columns: int, where: str,
+               max_cell_length: int) -> Iterator[list[str]]:
     """Workbook rows as text cells; strings (most cells) take the fast path."""
     text = _cell_text
-    for line, row in enumerate(data, start=1):
+    lead = [""] * skipped_columns
+    for line, row in enumerate(rows, start=1):
         cells = [v.strip() if type(v) is str else text(v) for v in row]
+        if lead:
+            cells = lead + cells
         if cells and max(map(len, cells)) > max_cell_length:
             column = next(j for j, c in enumerate(cells) if len(c) > max_cell_length)
             raise InputFileError(f"{where}: row {line}, column {_col(column)}: a cell is longer than"
