@@ -29,6 +29,7 @@ _FAST_EMAIL = re.compile("[." + _ATEXT + "]+@(?:[A-Za-z0-9-]{1,63}\\.)+[A-Za-z]{
 _RESERVED = tuple(SPECIAL_USE_DOMAIN_NAMES)
 _RESERVED_SUFFIXES = tuple("." + d for d in _RESERVED)
 _CASELESS_LOCAL = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # the library lower-cases info@, sales@...
+_CASELESS_MAX = max(map(len, _CASELESS_LOCAL))
 _EMAIL_MAX = 254
 
 
@@ -38,11 +39,12 @@ def normalise_email(text: str) -> tuple[str, str]:
         local, _, domain = text.partition("@")
         if not (local[0] == "." or local[-1] == "." or ".." in local or domain[0] == "-" or "--" in domain
                 or "-." in domain or ".-" in domain):
-            domain = domain.lower()
-            if domain not in _RESERVED and not domain.endswith(_RESERVED_SUFFIXES):
-                if local.lower() in _CASELESS_LOCAL:
-                    local = local.lower()
-                return f"{local}@{domain}", ""
+            lowered = domain.lower()
+            if lowered not in _RESERVED and not lowered.endswith(_RESERVED_SUFFIXES):
+                if len(local) <= _CASELESS_MAX and local.lower() in _CASELESS_LOCAL:
+                    return f"{local.lower()}@{lowered}", ""
+                # The same string object when nothing changes: a million rows keep one copy, not two.
+                return (text if lowered == domain else f"{local}@{lowered}"), ""
     return _library_email(text)
 
 
@@ -145,6 +147,7 @@ def _edin_rules(table: Table, config: Config) -> Callable[[RawRow], Row]:
     i_tpl, i_own = col("contract_template_id"), col("owner_company_id")
     plain = [(f, i) for f in ("name", "contact_person", "phone", "comment") if (i := col(f)) is not None]
     cfg_tpl, cfg_own = config.invite.contract_template_id, config.invite.owner_company_id
+    cfg_tpl_text, cfg_own_text = str(cfg_tpl), str(cfg_own)  # made once, shared by every row
     # A mark-only job sends no invitation, so it needs neither a template nor an owner company.
     need_template = config.action == "invite"
     if i_code is not None and i_pid is not None:
@@ -200,13 +203,13 @@ def _edin_rules(table: Table, config: Config) -> Callable[[RawRow], Row]:
             else:
                 problems.append(f"{h(field)}: {_quote(text)} is not an id (a positive whole number)")
         elif cfg_tpl is not None:
-            values["contract_template_id"] = str(cfg_tpl)
+            values["contract_template_id"] = cfg_tpl_text
         elif cfg_own is not None:
-            values["owner_company_id"] = str(cfg_own)
+            values["owner_company_id"] = cfg_own_text
         elif need_template:
             problems.append(f"no contract template or owner company: fill {h('contract_template_id')}"
                             " or set invite.contract_template_id (or invite.owner_company_id) in the config")
-        return Row(raw.line, cells, values, tuple(problems), notes)
+        return Row(raw.line, cells, values, tuple(problems) if problems else (), notes)
 
     return check
 
@@ -243,6 +246,6 @@ def _invoicebox_rules(table: Table, config: Config) -> Callable[[RawRow], Row]:
             values["partner_id"] = cfg_pid
         else:
             problems.append(no_pid)
-        return Row(raw.line, cells, values, tuple(problems))
+        return Row(raw.line, cells, values, tuple(problems) if problems else ())
 
     return check
