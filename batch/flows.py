@@ -195,7 +195,7 @@ class EdinInvite:
             code=code, name=values["name"], email=values["email"], contact_person=values.get("contact_person"),
             phone=values.get("phone"), comment=values.get("comment"))
         self.journal.record_partner(task.identity, str(created.partner_id))
-        result.detail = "partner created"
+        result.detail = "; ".join(d for d in (result.detail, "partner created") if d)  # keep validation notes
         return created
 
     def _invite(self, task: Task, partner_id: int) -> str:
