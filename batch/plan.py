@@ -87,7 +87,8 @@ def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_
         if state in (ItemState.SENT, ItemState.SKIPPED):
             result.status = Status.SKIPPED
             result.detail = f"done in an earlier run ({state.value}{' ' + item.sent_at if item.sent_at else ''})"
-            if marks and state is ItemState.SENT and item.marked in ("no", "failed") and item.partner_id:
+            # "" too: sent while marking was switched off, and the operator has switched it on since.
+            if marks and state is ItemState.SENT and item.marked in ("", "no", "failed") and item.partner_id:
                 out.unmarked.append((ident, int(item.partner_id), result))
         elif state is ItemState.FAILED:
             if retry_failed:
