@@ -141,6 +141,10 @@ def describe_error(error: BaseException) -> str:
     """A short, secret-free account of a network error: what happened and the innermost cause."""
     causes = list(_causes(error))
     inner = causes[-1] if causes else error
+    cert = next((e for e in causes if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if cert is not None:  # not a dropped connection: say so, and what fixes it
+        reason = getattr(cert, "verify_message", None) or "certificate verify failed"
+        return f"TLS certificate not trusted ({reason}); behind a TLS-inspecting proxy, set ca_bundle"
     if isinstance(error, requests.ConnectTimeout):
         what = "connect timeout"
     elif isinstance(error, requests.ReadTimeout):
