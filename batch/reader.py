@@ -77,6 +77,8 @@ def read_table(
     max_file_size: int = 200 * 1024 * 1024,
 ) -> Table:
     """Read a CSV/XLSX/XLS/ODS file into text cells; InputFileError (one line) when the file is unusable."""
+    if provider not in PROVIDER_FIELDS:
+        raise ValueError(f"unknown provider {provider!r}")  # a caller's bug, not the file's
     p = Path(path)
     name = str(path)
     suffix = p.suffix.lower()
