@@ -162,7 +162,7 @@ class EdinInvite:
             return self._invite(task, partner_id)
         except FatalAPIError as err:
             return self._failed(task, err, Outcome.REFUSED, partner_id)
-        except RetriableAPIError as err:
+        except (RetriableAPIError, AmbiguousAPIError) as err:  # ambiguous: a creation the look-up did not find
             return self._failed(task, err, Outcome.BROKEN, partner_id)
 
     def _resolve(self, task: Task, partner_id: int | None) -> Partner | None:
@@ -191,9 +191,16 @@ class EdinInvite:
         if self.should_stop():
             return None
         self.journal.begin(task.identity, step="create")
-        created = self.client.create_partner(
-            code=code, name=values["name"], email=values["email"], contact_person=values.get("contact_person"),
-            phone=values.get("phone"), comment=values.get("comment"))
+        try:
+            created = self.client.create_partner(
+                code=code, name=values["name"], email=values["email"], contact_person=values.get("contact_person"),
+                phone=values.get("phone"), comment=values.get("comment"))
+        except AmbiguousAPIError:
+            # The answer was lost, maybe not the partner: the search by code tells (never create twice).
+            found = self.client.find_partner_by_code(code)
+            if found is None:
+                raise
+            created = found
         self.journal.record_partner(task.identity, str(created.partner_id))
         result.detail = "; ".join(d for d in (result.detail, "partner created") if d)  # keep validation notes
         return created
