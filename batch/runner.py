@@ -19,8 +19,8 @@ from types import FrameType
 from . import plan
 from .checkpoint import ItemState, Journal, set_aside
 from .config import Config
-from .errors import AuthError, CircuitOpenError, Interrupted, RunStopped
-from .flows import EdinInvite, EdinMark, InvoiceboxInvite, Marker, Outcome
+from .errors import APIError, AuthError, CircuitOpenError, Interrupted, RunStopped
+from .flows import EdinInvite, EdinMark, InvoiceboxInvite, Marker, Outcome, describe
 from .model import PROBLEM_STATUSES, RowResult, Status, Summary, Table
 from .plan import Task
 from .providers import Clients, open_clients
@@ -205,6 +205,8 @@ def _send(config: Config, opts: RunOptions, journal: Journal, tasks: Sequence[Ta
             clients.login()
         except AuthError as err:
             return err
+        except APIError as err:  # 429/5xx/network outlasted the retries: nothing was sent, so stop resumably (exit 3)
+            return AuthError(f"could not log in: {describe(err)}; run again to resume")
         marker = Marker(clients.edin, journal, config.invite.status_batch_size) if (
             clients.edin is not None and needs_marks) else None
         handle = _handler(config, clients, journal, marker, stop)
