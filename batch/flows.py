@@ -139,7 +139,10 @@ class EdinInvite:
 
     def __call__(self, task: Task) -> str:
         values, result, item = task.values, task.result, task.item
-        reconcile = item is not None and item.state is ItemState.IN_FLIGHT and item.step == "invite"
+        # An invitation in flight, or a failed/unknown row tried again (--retry-failed, --resend-unknown), may
+        # have arrived: look the partner up before inviting it again.
+        reconcile = item is not None and (item.state is ItemState.IN_FLIGHT and item.step == "invite" or (
+            item.state in (ItemState.FAILED, ItemState.UNKNOWN) and bool(item.partner_id)))
         partner_id = int(values["partner_id"]) if "partner_id" in values else None
         if partner_id is None and item is not None and item.partner_id:
             partner_id = int(item.partner_id)
