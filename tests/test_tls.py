@@ -15,7 +15,7 @@ import socketserver
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -337,3 +337,17 @@ def test_missing_ca_bundle_file_is_a_config_error(tmp_path: Path, monkeypatch: p
     book, cfg = _inputs(tmp_path, "https://doc.edin.ua", ca_bundle=str(tmp_path / "corp.pem"))
     assert main(["validate", str(book), "-c", str(cfg), "-q"]) == 2
     assert not (tmp_path / "partners.results.xlsx").exists()
+
+
+def test_login_that_never_gets_through_stops_resumably(sandbox_factory: Callable[..., SandboxServer],
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Every answer a 5xx: the login gives up after its retries; exit 3 (run again), not 2 (fix your input)."""
+    monkeypatch.setenv("PW", "demo-password")
+    server = sandbox_factory(error_rate=1.0, seed=1)
+    book, cfg = _inputs(tmp_path, server.url)
+    with caplog.at_level(logging.ERROR, logger="batch"):
+        assert main(["run", str(book), "-c", str(cfg), "-q"]) == 3
+    assert "could not log in: gave up after 2 attempt(s)" in caplog.text
+    rows = list(openpyxl.load_workbook(tmp_path / "partners.results.xlsx")["Results"].values)
+    assert [r[4] for r in rows[1:]] == ["pending", "pending"]
