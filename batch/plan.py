@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .checkpoint import Item, ItemState, Journal
 from .config import Config
 from .model import Row, RowResult, Status
+from .reader import paused_gc
 
 
 @dataclass(slots=True)
@@ -64,23 +65,35 @@ def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_
     """Decide each row's fate from validation, duplicates and the checkpoint; writes nothing."""
     provider = config.provider
     marks = provider == "edin" and config.action == "invite" and config.invite.mark_status
+    # Two new objects a row on top of millions alive: without the pause, full collections rescan them all.
+    with paused_gc():
+        return _plan(rows, provider, marks, journal, retry_failed, resend_unknown)
+
+
+def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | None, retry_failed: bool,
+          resend_unknown: bool) -> Plan:
     items = journal.items() if journal is not None else {}
-    duplicates = find_duplicates(rows, provider)
+    first: dict[str, int] = {}  # identity → line of its first valid row (find_duplicates, in the same pass)
     out = Plan(results=[], tasks=[], unmarked=[], lost=[])
+    add_result, add_task = out.results.append, out.tasks.append
+    pending, in_journal = Status.PENDING, ItemState.PENDING
+    # A million rows pass here: positional constructors and one identity() a row keep it to C-level calls.
     for row in rows:
-        result = RowResult(line=row.line, cells=row.cells, status=Status.PENDING, detail="; ".join(row.notes))
-        out.results.append(result)
-        if not row.valid:
+        line = row.line
+        result = RowResult(line, row.cells, pending, "; ".join(row.notes) if row.notes else "")
+        add_result(result)
+        if row.problems:
             result.status, result.detail = Status.INVALID, "; ".join(row.problems)
             continue
-        if row.line in duplicates:
-            result.status, result.detail = Status.DUPLICATE, f"same partner as row {duplicates[row.line]}"
-            continue
         ident = identity(row, provider)
-        item = items.get(ident)
-        task = Task(identity=ident, values=row.values, result=result, item=item)
-        if item is None or item.state is ItemState.PENDING:
-            out.tasks.append(task)
+        earlier = first.setdefault(ident, line)
+        if earlier != line:
+            result.status, result.detail = Status.DUPLICATE, f"same partner as row {earlier}"
+            continue
+        item = items.get(ident) if items else None
+        task = Task(ident, row.values, result, item)
+        if item is None or item.state is in_journal:
+            add_task(task)
             continue
         _copy(item, result)
         state = item.state
