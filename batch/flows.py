@@ -198,6 +198,10 @@ class EdinInvite:
             created = self.client.create_partner(
                 code=code, name=values["name"], email=values["email"], contact_person=values.get("contact_person"),
                 phone=values.get("phone"), comment=values.get("comment"))
+        except Interrupted:
+            # Raised only from a wait between tries; pending, not in flight (the next run looks the code up first).
+            self.journal.finish(task.identity, state=ItemState.PENDING)
+            raise
         except AmbiguousAPIError:
             # The answer was lost, maybe not the partner: the search by code tells (never create twice).
             found = self.client.find_partner_by_code(code)
