@@ -146,3 +146,32 @@ def test_python_dash_m_and_console_script_agree(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "in.csv" in proc.stderr
     version = subprocess.run([sys.executable, "-m", "batch", "--version"], capture_output=True, text=True, timeout=60)
     assert version.stdout.startswith("invite-batch ")
+
+
+def test_sandbox_command_serves_on_loopback_until_sigterm() -> None:
+    import json
+    import signal
+    import urllib.error
+    import urllib.request
+
+    argv = [sys.executable, "-m", "batch", "sandbox", "--port", "0", "--throttle-rate", "1", "--seed", "7"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
+            with urllib.request.urlopen(f"{url}/_sandbox/ledger", timeout=5) as resp:
+                assert json.load(resp)["requests"] == 0
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(f"{url}/bdoc/partners", timeout=5)  # a throttle rate of 1: always 429
+            assert exc.value.code == 429 and exc.value.headers["Retry-After"]
+            exc.value.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_sandbox_command_refuses_a_public_address(capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--host", "0.0.0.0"]) == 2
+    assert "loopback" in capfd.readouterr().err
