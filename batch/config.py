@@ -9,7 +9,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -493,4 +493,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         raise ConfigError([f"not valid YAML{where}"], str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError(["must be a YAML mapping of settings"], str(p))
-    return parse_config(data, env=env, source=str(p))
+    config = parse_config(data, env=env, source=str(p))
+    partners = config.sandbox.partners
+    if partners and not Path(partners).is_absolute():
+        # Like an include: a preload file named in a config sits beside that config.
+        sandbox = replace(config.sandbox, partners=str(p.parent / partners))
+        config = replace(config, sandbox=sandbox)
+    return config

@@ -137,3 +137,11 @@ def test_shipped_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(root / "sandbox.yaml").embedded
     assert load_config(root / "edin.example.yaml").invite.contract_template_id == 5551
     assert load_config(root / "invoicebox.example.yaml").provider == "invoicebox"
+
+
+def test_sandbox_partners_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "c.yaml"
+    path.write_text("provider: invoicebox\nbase_url: embedded\nauth: {token: t}\nsandbox: {partners: p.json}\n",
+                    encoding="utf-8")
+    assert load_config(path).sandbox.partners == str(tmp_path / "conf" / "p.json")
