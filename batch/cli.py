@@ -234,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", e)
         return e.exit_code
     except KeyboardInterrupt:
-        log.error("stopped by a signal with no request in flight; run the same command again to resume")
+        # Before sending starts, or a second Ctrl-C while sending: the checkpoint holds every committed step.
+        log.error("stopped by a signal; run the same command again to resume")
         return RunStopped.exit_code
     finally:
         if previous is not None:

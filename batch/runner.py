@@ -165,6 +165,8 @@ def _signals(stop: _Stop) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, in-flight rows are reconciled next run
         log.warning("%s received: finishing in-flight requests, then stopping", name)
         stop.set(Interrupted(f"stopped by {name}; run the same command again to resume"))
 
