@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def write_results(
     """Write every row's outcome, in input order, to an .xlsx or .csv file, atomically."""
     target = Path(path)
     kind = _kind(target)
-    ordered = sorted(results, key=lambda r: r.line)
+    ordered = sorted(results, key=attrgetter("line"))
     if kind == "xlsx" and len(ordered) > XLSX_MAX_DATA_ROWS:
         raise UsageError(f"{target}: {len(ordered):,} rows do not fit in an Excel sheet; use .csv")
     with _atomic(target) as tmp:
@@ -188,7 +189,7 @@ def _write_csv(tmp: Path, headers: Sequence[str], ordered: Sequence[RowResult]) 
             values = (*cells, str(res.line), str(res.status), res.detail, res.partner_id, res.invitation_id,
                       res.marked, "" if res.http_status is None else str(res.http_status), str(res.attempts),
                       res.request_id, res.sent_at)
-            row = ["'" + c if c[:1] in risky else c for c in values]  # neutralise(), inlined: 1M rows
+            row = ["'" + c if c and c[0] in risky else c for c in values]  # neutralise(), inlined: 1M rows
             (quote_all if ";" in "".join(row) else minimal).writerow(row)
 
 
