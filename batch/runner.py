@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from types import FrameType
 
@@ -85,7 +86,8 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
             if journal is not None:
                 journal.close()
         for task in the_plan.tasks:
-            task.result.detail = "; ".join(d for d in ("would send", task.result.detail) if d)
+            detail = task.result.detail
+            task.result.detail = f"would send; {detail}" if detail else "would send"
         return _finish(summary, the_plan.results, table, output, opts, None, now, dry_run=True)
 
     if opts.fresh and (aside := set_aside(checkpoint)) is not None:
@@ -119,7 +121,9 @@ def _finish(summary: Summary, results: list[RowResult], table: Table, output: Pa
             stopped: RunStopped | None = None) -> RunReport:
     """Count, write the results file, the summary and the journal's record of this run."""
     summary.finished = now()
-    summary.counts = Counter(r.status.value for r in results)
+    # Counted by member, then keyed by text: Enum.value is a Python-level property, slow a million times.
+    by_status = Counter(map(attrgetter("status"), results))
+    summary.counts = Counter({status.value: n for status, n in by_status.items()})
     summary.stopped = str(stopped) if stopped else ""
     write_results(output, table.headers, results, summary)
     if journal is not None:
