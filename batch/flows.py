@@ -218,7 +218,11 @@ class EdinInvite:
         owner = int(values["owner_company_id"]) if "owner_company_id" in values else None
         for attempt in range(AMBIGUOUS_RESENDS + 1):
             if self.should_stop():
-                return Outcome.OK  # left pending; the journal item stays resumable
+                # Left pending. A creation before this point is done and its id recorded: no longer in flight.
+                current = self.journal.get(task.identity) if attempt == 0 else None
+                if current is not None and current.state is ItemState.IN_FLIGHT and current.step == "create":
+                    self.journal.finish(task.identity, state=ItemState.PENDING, partner_id=str(partner_id))
+                return Outcome.OK
             self.journal.begin(task.identity, step="invite", partner_id=str(partner_id))
             try:
                 reply = self.client.send_invitation(partner_id, contract_template_id=template,
