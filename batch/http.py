@@ -281,6 +281,9 @@ class HttpClient:
         self._request_id_header = request_id_header
         self._verify: bool | str = ca_bundle or True
         session = requests.Session()  # trust_env stays on: HTTPS_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE work
+        # ...except for plain http, which config allows on loopback only (the sandbox): a proxy from HTTP_PROXY
+        # cannot reach our loopback, so the variables must not capture it.
+        session.trust_env = not self.base_url.lower().startswith("http://")
         # A pool at least as large as the workers (plus the marker and a login), blocking rather than
         # opening throw-away connections; max_retries=0 because every retry decision is ours.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, workers) + 2, pool_block=True,
