@@ -36,7 +36,7 @@ LEAF_EXTENSIONS = """\
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1
+subjectAltName=IP:127.0.0.1,DNS:provider.test
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 """
@@ -150,7 +150,10 @@ class TlsRelay(_Server):
 
 
 class ConnectProxy(_Server):
-    """An HTTP proxy that tunnels CONNECT, as HTTPS_PROXY expects, and records each request line."""
+    """An HTTP proxy that tunnels CONNECT, as HTTPS_PROXY expects, and records each request line.
+
+    It resolves `provider.test` to 127.0.0.1, as a real proxy resolves the provider's public name.
+    """
 
     def __init__(self) -> None:
         class Handler(socketserver.StreamRequestHandler):
@@ -165,6 +168,7 @@ class ConnectProxy(_Server):
                     self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                     return
                 host, port = target.rsplit(":", 1)
+                host = "127.0.0.1" if host == "provider.test" else host
                 with socket.create_connection((host, int(port)), timeout=5) as up:
                     self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     self.wfile.flush()
@@ -252,14 +256,25 @@ def test_there_is_no_setting_to_turn_verification_off() -> None:
 
 def test_https_proxy_variable_tunnels_and_still_verifies(relay: TlsRelay, pki: Pki,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"https://provider.test:{relay.port}"  # a name only the proxy can resolve, like a provider's
     with ConnectProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
-        assert get(relay.url, pki.ca) == 200
-        assert [line.rsplit(" ", 1)[0] for line in proxy.lines] == [f"CONNECT 127.0.0.1:{relay.port}"]
+        assert get(url, pki.ca) == 200
+        assert [line.rsplit(" ", 1)[0] for line in proxy.lines] == [f"CONNECT provider.test:{relay.port}"]
         # Through the tunnel the provider's certificate is still checked end to end.
         with pytest.raises(FatalAPIError, match="TLS certificate not trusted"):
-            get(relay.url)
+            get(url)
         assert len(proxy.lines) == 2
+
+
+def test_plain_http_to_loopback_ignores_proxy_variables(sandbox: SandboxServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy cannot reach our loopback: a corporate HTTP_PROXY must not break the sandbox."""
+    with ConnectProxy() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        assert get(sandbox.url) == 200
+        assert proxy.lines == []
 
 
 def test_lowercase_proxy_variable_and_no_proxy(relay: TlsRelay, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
