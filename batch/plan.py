@@ -73,6 +73,7 @@ def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_
 def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | None, retry_failed: bool,
           resend_unknown: bool) -> Plan:
     items = journal.items() if journal is not None else {}
+    resolved = _by_resolved_partner(items) if provider == "edin" else {}
     first: dict[str, int] = {}  # identity → line of its first valid row (find_duplicates, in the same pass)
     out = Plan(results=[], tasks=[], unmarked=[], lost=[])
     add_result, add_task = out.results.append, out.tasks.append
@@ -91,6 +92,11 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
             result.status, result.detail = Status.DUPLICATE, f"same partner as row {earlier}"
             continue
         item = items.get(ident) if items else None
+        if item is None and resolved and ident in resolved:
+            # The row names the partner by the id an earlier run resolved its code to (e.g. a results
+            # workbook fed back as input): it is the same partner, so it takes that item's identity.
+            item = resolved[ident]
+            ident = item.identity
         task = Task(ident, row.values, result, item)
         if item is None or item.state is in_journal:
             add_task(task)
@@ -127,3 +133,13 @@ def _copy(item: Item, result: RowResult) -> None:
     result.partner_id, result.invitation_id = item.partner_id, item.invitation_id
     result.http_status, result.request_id = item.http_status, item.request_id
     result.attempts, result.marked, result.sent_at = item.attempts, item.marked, item.sent_at
+
+
+def _by_resolved_partner(items: dict[str, Item]) -> dict[str, Item]:
+    """EDIN items found by code, keyed as a row naming their resolved partner id would be (SPEC §6)."""
+    out: dict[str, Item] = {}
+    for ident, item in items.items():
+        if item.partner_id and ident.startswith("code:"):
+            _, bar, rest = ident.partition("|")
+            out[f"pid:{item.partner_id}{bar}{rest}"] = item
+    return out

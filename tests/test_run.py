@@ -343,3 +343,17 @@ def test_verbose_logs_show_requests_but_no_secret(tmp_path: Path, sandbox: Sandb
     if fmt == "json":
         lines = [json.loads(line) for line in err.splitlines() if line.strip()]
         assert all({"level", "message"} <= set(line) for line in lines)
+
+
+def test_results_workbook_fed_back_as_input_sends_nothing_again(tmp_path: Path, sandbox: SandboxServer) -> None:
+    codes = [code(7200000 + i) for i in range(3)]
+    inp = write_xlsx(tmp_path / "p.xlsx", EDIN_HEADERS, [[c, f"N{i}", f"n{i}@firm.ua"] for i, c in enumerate(codes)])
+    cfg = write_config(tmp_path / "c.yaml", sandbox.url)
+    assert run("run", inp, "-c", cfg) == 0
+    # The operator edits the results workbook and runs it: its partner_id column now names each partner.
+    fed_back = tmp_path / "p.results.xlsx"
+    assert run("run", fed_back, "-c", cfg, "--checkpoint", tmp_path / "p.checkpoint.sqlite",
+               "-o", tmp_path / "again.xlsx") == 0
+    again = results_xlsx(tmp_path / "again.xlsx")  # its own columns come first; ours get a suffix
+    assert [r["status (result)"] for r in again] == ["skipped"] * 3
+    assert all(partners_by_code(sandbox)[c]["invitations"] == 1 for c in codes)
