@@ -54,8 +54,8 @@ def describe(err: APIError) -> str:
     if isinstance(err, RetriableAPIError):
         status = f"HTTP {err.http_status}" if err.http_status else err.message
         return f"gave up after {err.attempts} attempt(s): {status}"
-    parts = [f"HTTP {err.http_status}" if err.http_status else "", err.code or "", err.message]
-    return " ".join(p for p in parts if p).strip()
+    head = " ".join(p for p in (f"HTTP {err.http_status}" if err.http_status else "", err.code or "") if p)
+    return f"{head}: {err.message}" if head and err.message else head or err.message
 
 
 def _partner_detail(partner: Partner) -> str:

@@ -221,7 +221,7 @@ def test_provider_refusal_is_failed_with_its_code(tmp_path: Path, sandbox: Sandb
     assert run("run", inp, "-c", cfg) == 1
     (row,) = results_xlsx(tmp_path / "p.results.xlsx")
     assert row["status"] == "failed" and row["http_status"] == 404
-    assert row["detail"].startswith("HTTP 404 ") and row["attempts"] == 1
+    assert row["detail"].startswith("HTTP 404 not_found: ") and row["attempts"] == 1
 
 
 def test_session_expiry_mid_run_logs_in_again(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
