@@ -9,6 +9,7 @@
     ├── RunStopped                   stopped early; run again to resume       3
     │   ├── AuthError                login failed (bad credentials, captcha)  3
     │   ├── CircuitOpenError         too many consecutive failures            3
+    │   ├── UnreachableError         no safe connection (TLS, bad URL)        3
     │   └── Interrupted              SIGINT / SIGTERM                         3
     └── APIError                     one HTTP exchange went wrong (row-level)
         ├── RetriableAPIError        429, 5xx, connect errors: try again
@@ -72,6 +73,10 @@ class AuthError(RunStopped):
 
 class CircuitOpenError(RunStopped):
     """Too many rows in a row failed for server or network reasons."""
+
+
+class UnreachableError(RunStopped):
+    """No request can reach the provider safely (an untrusted certificate, a bad URL): every row would fail."""
 
 
 class Interrupted(RunStopped):

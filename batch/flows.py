@@ -18,7 +18,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .checkpoint import ItemState, Journal
-from .errors import AmbiguousAPIError, APIError, AuthError, FatalAPIError, Interrupted, RetriableAPIError
+from .errors import (
+    AmbiguousAPIError,
+    APIError,
+    AuthError,
+    FatalAPIError,
+    Interrupted,
+    RetriableAPIError,
+    UnreachableError,
+)
 from .model import RowResult, Status
 from .plan import Task
 from .providers.base import Partner
@@ -198,8 +206,8 @@ class EdinInvite:
             created = self.client.create_partner(
                 code=code, name=values["name"], email=values["email"], contact_person=values.get("contact_person"),
                 phone=values.get("phone"), comment=values.get("comment"))
-        except Interrupted:
-            # Raised only from a wait between tries; pending, not in flight (the next run looks the code up first).
+        except (Interrupted, UnreachableError):
+            # A wait between tries, or no safe connection: nothing outstanding; pending (next run: look-up first).
             self.journal.finish(task.identity, state=ItemState.PENDING)
             raise
         except AmbiguousAPIError:
@@ -227,8 +235,8 @@ class EdinInvite:
             try:
                 reply = self.client.send_invitation(partner_id, contract_template_id=template,
                                                     owner_company_id=owner)
-            except Interrupted:
-                # Raised only from a wait between tries, when no request is outstanding.
+            except (Interrupted, UnreachableError):
+                # A wait between tries, or no safe connection at all: no request is outstanding.
                 self.journal.finish(task.identity, state=ItemState.PENDING, partner_id=str(partner_id))
                 raise
             except AmbiguousAPIError as err:
@@ -319,8 +327,8 @@ class InvoiceboxInvite:
         self.journal.begin(task.identity, step="invite")
         try:
             inv = self.client.invite(partner_id=values["partner_id"], email=values["email"])
-        except Interrupted:
-            # Raised only from a wait between tries, when no request is outstanding.
+        except (Interrupted, UnreachableError):
+            # A wait between tries, or no safe connection at all: no request is outstanding.
             self.journal.finish(task.identity, state=ItemState.PENDING)
             raise
         except AmbiguousAPIError as err:

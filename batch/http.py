@@ -28,7 +28,14 @@ from tenacity.wait import wait_random_exponential
 
 from . import __version__
 from .config import RetryPolicy, Timeouts
-from .errors import AmbiguousAPIError, APIError, FatalAPIError, RetriableAPIError, SessionExpiredError
+from .errors import (
+    AmbiguousAPIError,
+    APIError,
+    FatalAPIError,
+    RetriableAPIError,
+    SessionExpiredError,
+    UnreachableError,
+)
 from .logs import redact
 from .ratelimit import RateLimiter
 
@@ -356,14 +363,15 @@ class HttpClient:
             return SessionExpiredError(text, **kw)
         return FatalAPIError(text, **kw)
 
-    def _network_error(self, outcome: Outcome, error: BaseException, attempt: int) -> APIError:
+    def _network_error(self, outcome: Outcome, error: BaseException, attempt: int) -> APIError | UnreachableError:
         text = describe_error(error)
         kw: dict[str, Any] = {"attempts": attempt}
         if outcome is Outcome.RETRIABLE:
             return RetriableAPIError(text, **kw)
         if outcome is Outcome.AMBIGUOUS:
             return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
-        return FatalAPIError(text, **kw)
+        # Nothing reached the provider and nothing will: stop the run instead of failing every row alike.
+        return UnreachableError(f"cannot reach {self.base_url}: {text}; nothing was sent")
 
     def close(self) -> None:
         """Close pooled connections."""

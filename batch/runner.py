@@ -209,7 +209,7 @@ def _send(config: Config, opts: RunOptions, journal: Journal, tasks: Sequence[Ta
     with _signals(stop), open_clients(config, sleep=stop.sleep) as clients:
         try:
             clients.login()
-        except AuthError as err:
+        except RunStopped as err:
             return err
         except APIError as err:  # 429/5xx/network outlasted the retries: nothing was sent, so stop resumably (exit 3)
             return AuthError(f"could not log in: {describe(err)}; run again to resume")
@@ -259,7 +259,7 @@ def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breake
                 outcome = handle(task)
             except Interrupted:
                 return
-            except AuthError as err:
+            except RunStopped as err:  # a failed login, an unreachable provider
                 stop.set(err)
                 return
             except Exception as err:  # a bug must not lose the rest of the run's bookkeeping

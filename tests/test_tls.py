@@ -24,9 +24,10 @@ import pytest
 import xlsxwriter
 import yaml
 
+from batch.checkpoint import Journal
 from batch.cli import main
 from batch.config import RetryPolicy, Timeouts, load_config, parse_config
-from batch.errors import ConfigError, FatalAPIError
+from batch.errors import ConfigError, UnreachableError
 from batch.http import HttpClient
 from batch.sandbox import SandboxServer
 
@@ -209,13 +210,12 @@ def get(url: str, ca_bundle: str | Path | None = None) -> int:
 def test_untrusted_certificate_is_refused_at_once(relay: TlsRelay) -> None:
     http = client(relay.url)
     try:
-        with pytest.raises(FatalAPIError) as exc:
+        with pytest.raises(UnreachableError) as exc:  # a certificate does not heal by retrying: the run stops
             http.request("GET", "/_sandbox/ledger", mutating=False)
     finally:
         http.close()
-    assert exc.value.attempts == 1  # a certificate does not heal by retrying
-    assert exc.value.message.startswith("TLS certificate not trusted")
-    assert "ca_bundle" in exc.value.message
+    assert "TLS certificate not trusted" in str(exc.value)
+    assert "ca_bundle" in str(exc.value) and exc.value.exit_code == 3
     assert relay.connections == 0  # no handshake completed, so not a byte of the request left
 
 
@@ -233,13 +233,13 @@ def test_requests_ca_bundle_variable_is_honoured(relay: TlsRelay, pki: Pki, monk
 def test_empty_ca_variables_do_not_turn_verification_off(relay: TlsRelay, monkeypatch: pytest.MonkeyPatch,
                                                          name: str) -> None:
     monkeypatch.setenv(name, "")
-    with pytest.raises(FatalAPIError, match="TLS certificate not trusted"):
+    with pytest.raises(UnreachableError, match="TLS certificate not trusted"):
         get(relay.url)
 
 
 def test_hostname_is_checked(relay: TlsRelay, pki: Pki) -> None:
     """The certificate names 127.0.0.1 only; the same server reached as `localhost` is refused."""
-    with pytest.raises(FatalAPIError, match="Hostname mismatch"):
+    with pytest.raises(UnreachableError, match="Hostname mismatch"):
         get(f"https://localhost:{relay.port}", pki.ca)
     assert get(f"https://127.0.0.1:{relay.port}", pki.ca) == 200
 
@@ -262,7 +262,7 @@ def test_https_proxy_variable_tunnels_and_still_verifies(relay: TlsRelay, pki: P
         assert get(url, pki.ca) == 200
         assert [line.rsplit(" ", 1)[0] for line in proxy.lines] == [f"CONNECT provider.test:{relay.port}"]
         # Through the tunnel the provider's certificate is still checked end to end.
-        with pytest.raises(FatalAPIError, match="TLS certificate not trusted"):
+        with pytest.raises(UnreachableError, match="TLS certificate not trusted"):
             get(url)
         assert len(proxy.lines) == 2
 
@@ -366,3 +366,20 @@ def test_login_that_never_gets_through_stops_resumably(sandbox_factory: Callable
     assert "could not log in: gave up after 2 attempt(s)" in caplog.text
     rows = list(openpyxl.load_workbook(tmp_path / "partners.results.xlsx")["Results"].values)
     assert [r[4] for r in rows[1:]] == ["pending", "pending"]
+
+
+def test_invoicebox_untrusted_certificate_stops_the_run_and_charges_no_row(relay: TlsRelay, tmp_path: Path,
+                                                                         sandbox: SandboxServer) -> None:
+    book = tmp_path / "shops.csv"
+    book.write_text("email\na@shops.example\nb@shops.example\nc@shops.example\n", encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "provider": "invoicebox", "base_url": relay.url, "auth": {"token": "sandbox-token"},
+        "invite": {"partner_id": "01771534-1a57-f184-dee3-ebeb91dded76"}, "limits": {"rate": []}}))
+    assert main(["run", str(book), "-c", str(cfg), "-q"]) == 3
+    statuses = [r.split(",")[2] for r in (tmp_path / "shops.results.csv").read_text("utf-8-sig").splitlines()[1:]]
+    assert statuses == ["pending"] * 3
+    assert sandbox.ledger()["requests"] == 0
+    # Nothing was in flight, so the next run sends them all rather than calling them unknown.
+    with Journal.open_readonly(tmp_path / "shops.checkpoint.sqlite") as journal:
+        assert {item.state.value for item in journal.items().values()} <= {"pending"}
