@@ -125,7 +125,8 @@ class Job:
 
 
 def make_job(tmp_path: Path, provider: str, server: SandboxServer, keys: list[str], *, workers: int = 4,
-             attempts: int = 5, read: float = 5.0, max_retry_after: float = 0.05, name: str = "partners") -> Job:
+             attempts: int = 5, read: float = 5.0, max_retry_after: float = 0.05, breaker: int = 1000,
+             name: str = "partners") -> Job:
     if provider == "edin":
         head = ("provider: edin\nauth: {email: demo@example.com, password: demo-password}\n"
                 f"invite: {{contract_template_id: {TEMPLATE}, status_batch_size: 5}}\n")
@@ -136,7 +137,7 @@ def make_job(tmp_path: Path, provider: str, server: SandboxServer, keys: list[st
         f"{head}base_url: {server.url}\n"
         f"limits: {{rate: [], workers: {workers}, timeout: {{connect: 2, read: {read}}}}}\n"
         f"retry: {{attempts: {attempts}, initial_wait: 0.01, max_wait: 0.1, max_retry_after: {max_retry_after}}}\n"
-        "stop_after_consecutive_failures: 1000\n", encoding="utf-8")
+        f"stop_after_consecutive_failures: {breaker}\n", encoding="utf-8")
     config.chmod(0o600)
     job = Job(provider, server, tmp_path / f"{name}.csv", config, tmp_path / f"{name}.results.csv")
     job.write(keys)
@@ -219,6 +220,48 @@ def test_signal_finishes_in_flight_writes_results_with_pending_exits_3_and_rerun
     assert {k for k, s in final.items() if s == "skipped"} == {k for k, s in statuses.items() if s == "sent"}
     assert {k for k, s in final.items() if s == "sent"} == {k for k, s in statuses.items() if s == "pending"}
     assert job.invitations() == {k.lower(): 1 for k in keys}
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_rerun_reconciles_what_was_in_flight(
+        sandbox_factory: Factory, tmp_path: Path) -> None:
+    server = sandbox_factory(latency_ms=200)
+    codes = edrpou_codes(16)
+    job = make_job(tmp_path, "edin", server, codes)
+    proc = job.start()
+    wait_until(lambda: sum(job.invitations().values()) >= 2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # the operator does not wait for the requests out there
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    settle(server)
+    server.configure(latency_ms=0)
+
+    again = job.run()
+    assert again.returncode == 0, again.stderr
+    assert set(job.statuses().values()) <= {"sent", "skipped"}
+    assert job.invitations() == dict.fromkeys(codes, 1)
+
+
+def test_provider_outage_trips_the_breaker_and_reruns_finish_the_job(sandbox_factory: Factory,
+                                                                      tmp_path: Path) -> None:
+    server = sandbox_factory(error_rate=1.0, seed=1)
+    emails = [f"shop{i}@example.com" for i in range(12)]
+    job = make_job(tmp_path, "invoicebox", server, emails, workers=1, attempts=2, breaker=3)
+    outage = job.run()
+    assert outage.returncode == 3, outage.stderr
+    first = job.statuses()
+    assert list(first.values()) == ["failed"] * 3 + ["pending"] * 9
+    server.configure(error_rate=0.0)
+
+    plain = job.run()  # the rest goes; the rows that failed wait for the operator's say-so
+    assert plain.returncode == 1, plain.stderr
+    assert list(job.statuses().values()) == ["failed"] * 3 + ["sent"] * 9
+    retried = job.run("--retry-failed")
+    assert retried.returncode == 0, retried.stderr
+    assert list(job.statuses().values()) == ["sent"] * 3 + ["skipped"] * 9
+    assert job.invitations() == dict.fromkeys(emails, 1)
 
 
 @pytest.mark.parametrize("call", ["POST /bdoc/partner", "POST /bdoc/partner/invitation"], ids=["create", "invite"])
