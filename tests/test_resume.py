@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import random
 import re
@@ -482,17 +483,22 @@ def test_unknown_rows_are_resent_only_with_resend_unknown(sandbox_factory: Facto
 
 # ───────────────────────────────────────────────────────────── reconciling what a crash left
 
-def test_edin_in_flight_rows_are_looked_up_and_unmarked_rows_marked(sandbox: SandboxServer, tmp_path: Path) -> None:
-    codes = edrpou_codes(5)
-    job = make_job(tmp_path, "edin", sandbox, codes)
+def test_edin_in_flight_rows_are_looked_up_and_unmarked_rows_marked(sandbox_factory: Factory,
+                                                                    tmp_path: Path) -> None:
+    codes = edrpou_codes(6)
+    preload = tmp_path / "preload.json"  # a partner EDIN already has, not invited yet
+    preload.write_text(json.dumps([{"partnerId": 5_000_001, "code": codes[5], "name": "Preloaded"}]))
+    server = sandbox_factory(partners=preload)
+    job = make_job(tmp_path, "edin", server, codes)
     first = job.run("--limit", "3")
     assert first.returncode == 0, first.stderr
-    assert job.invitations() == dict.fromkeys(codes[:3], 1)
-    # What a kill -9 leaves behind, written as the flows write it: an invitation sent but not recorded,
-    # a creation begun but never answered, and a sent row whose mark never went out.
+    assert job.invitations() == {**dict.fromkeys(codes[:3], 1), codes[5]: 0}
+    # What a kill -9 leaves behind, written as the flows write it: an invitation that went out but was not
+    # recorded, one begun but never sent, a creation begun but never answered, a mark that never went out.
     partner_id = job.items()[identity("edin", codes[0])].partner_id
     with Journal.open(job.checkpoint) as journal:
         journal.begin(identity("edin", codes[0]), step="invite", partner_id=partner_id)
+        journal.begin(identity("edin", codes[5]), step="invite", partner_id="5000001")
         journal.begin(identity("edin", codes[3]), step="create")
         journal.set_marked([identity("edin", codes[1])], "no")
     assert "sent but not yet marked: 1" in run_cli("status", str(job.checkpoint)).stdout
@@ -500,12 +506,16 @@ def test_edin_in_flight_rows_are_looked_up_and_unmarked_rows_marked(sandbox: San
     second = job.run()
     assert second.returncode == 0, second.stderr
     rows = {r["code"]: r for r in job.results()}
-    assert rows[codes[0]]["status"] == "sent" and "look-up" in rows[codes[0]]["detail"]
+    assert rows[codes[0]]["status"] == "sent" and "look-up" in rows[codes[0]]["detail"]  # invitationDate set
+    assert rows[codes[5]]["status"] == "sent" and "look-up" not in rows[codes[5]]["detail"]  # not set: sent now
     assert rows[codes[3]]["status"] == "sent" and rows[codes[4]]["status"] == "sent"
-    assert job.invitations() == dict.fromkeys(codes, 1)  # looked up, not invited again
-    marks = {p["code"]: p["marks"] for p in sandbox.ledger()["edin"]["partners"].values()}
+    assert rows[codes[1]]["status"] == rows[codes[2]]["status"] == "skipped"
+    assert job.invitations() == dict.fromkeys(codes, 1)  # each exactly once
+    ledger = {p["code"]: p for p in server.ledger()["edin"]["partners"].values()}
+    assert ledger[codes[5]]["created"] == 0 and all(ledger[c]["created"] == 1 for c in codes[:5])
     # The owed mark is sent (again: marking is idempotent); rows done and marked before are left alone.
-    assert marks[codes[1]] == 2 and marks[codes[2]] == 1 and min(marks.values()) == 1
+    assert ledger[codes[1]]["marks"] == 2 and ledger[codes[2]]["marks"] == 1
+    assert min(p["marks"] for p in ledger.values()) == 1
     assert rows[codes[1]]["marked"] == "yes" and job.items()[identity("edin", codes[1])].marked == "yes"
 
 
