@@ -223,6 +223,22 @@ def test_signal_finishes_in_flight_writes_results_with_pending_exits_3_and_rerun
     assert job.invitations() == {k.lower(): 1 for k in keys}
 
 
+def test_a_stop_waits_for_a_hanging_request_no_longer_than_the_read_timeout(sandbox_factory: Factory,
+                                                                            tmp_path: Path) -> None:
+    server = sandbox_factory(latency_ms=3000)  # the provider hangs; the read timeout is 0.5 s
+    emails = [f"shop{i}@example.com" for i in range(5)]
+    job = make_job(tmp_path, "invoicebox", server, emails, workers=1, read=0.5)
+    proc = job.start()
+    wait_until(lambda: server.ledger()["requests"] >= 1)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 3, stderr
+    assert time.monotonic() - signalled < 2.5  # not the 3 s the answer would take
+    # Sent, no answer within the timeout: it may have arrived (it will), so unknown; nothing else was taken.
+    assert list(job.statuses().values()) == ["unknown"] + ["pending"] * 4
+
+
 def test_a_second_ctrl_c_stops_at_once_and_the_rerun_reconciles_what_was_in_flight(
         sandbox_factory: Factory, tmp_path: Path) -> None:
     server = sandbox_factory(latency_ms=200)
