@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import requests
 import urllib3.exceptions as u3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
@@ -302,6 +303,12 @@ class HttpClient:
         # stale session for every thread, so the session's jar accepts nothing.
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._session = session
+        self._adapter = adapter
+        # Session.request works these out again for every call (the environment's proxies and CA bundle, the
+        # merged settings) at about 40 % of a request's CPU; the environment does not change during a run, so
+        # _send settles them at the first call and prepares each call by hand. (Its netrc look-up is left out
+        # on purpose: credentials come from the config, and a netrc entry would replace the Bearer header.)
+        self._send_options: dict[str, Any] | None = None
 
     def request(self, method: str, path: str, *, mutating: bool, session: bool = False, params: Any = None,
                 json: Any = None, data: Any = None, files: Any = None, headers: Mapping[str, str] | None = None,
@@ -317,21 +324,20 @@ class HttpClient:
                 self._limiter.acquire()
             started = self._clock()
             try:
-                resp = self._session.request(
-                    method, self.base_url + path, params=params, json=json, data=data, files=files,
-                    headers=dict(headers) if headers else None, cookies=dict(cookies) if cookies else None,
-                    timeout=self._timeout, verify=self._verify, allow_redirects=False,
-                )
+                resp = self._send(method, self.base_url + path, params=params, json=json, data=data, files=files,
+                                  headers=headers, cookies=cookies)
             except NETWORK_ERRORS as e:
                 outcome = classify(error=e, mutating=mutating, session=session)
-                log.debug("%s %s -> %s (attempt %d)", method, redact(shown), type(e).__name__, attempt)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s %s -> %s (attempt %d)", method, redact(shown), type(e).__name__, attempt)
                 raise self._network_error(outcome, e, attempt) from e
             elapsed_ms = (self._clock() - started) * 1000
             reply = Reply(status=resp.status_code, headers=resp.headers, body=resp.content,
                           request_id=resp.headers.get(self._request_id_header, ""), attempts=attempt,
                           elapsed_ms=elapsed_ms, cookies=_cookies(resp))
-            log.debug("%s %s -> %d in %.0f ms (request id %s, attempt %d)", method, redact(shown),
-                      reply.status, elapsed_ms, reply.request_id or "-", attempt)
+            if log.isEnabledFor(logging.DEBUG):  # redact() is not free, and this runs for every request
+                log.debug("%s %s -> %d in %.0f ms (request id %s, attempt %d)", method, redact(shown),
+                          reply.status, elapsed_ms, reply.request_id or "-", attempt)
             outcome = classify(status=reply.status, mutating=mutating, session=session)
             if outcome is Outcome.SUCCESS:
                 return reply
@@ -346,6 +352,28 @@ class HttpClient:
             reraise=True,
         )
         return retrying(once)
+
+    def _send(self, method: str, url: str, *, params: Any, json: Any, data: Any, files: Any,
+              headers: Mapping[str, str] | None, cookies: Mapping[str, str] | None) -> requests.Response:
+        """Session.request(..., allow_redirects=False) for our calls, without its per-call merging."""
+        merged = CaseInsensitiveDict(self._session.headers)
+        if headers:
+            merged.update(headers)
+        if cookies:  # the Cookie header a jar of plain name=value cookies gives
+            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        prep = requests.PreparedRequest()
+        prep.prepare_method(method)
+        prep.prepare_url(url, params)
+        prep.prepare_headers(merged)
+        prep.prepare_body(data, files, json)
+        options = self._send_options
+        if options is None:  # several workers may get here at once: they all work out the same thing
+            env = self._session.merge_environment_settings(self.base_url, {}, None, self._verify, None)
+            options = self._send_options = {"stream": False, "timeout": self._timeout, "verify": env["verify"],
+                                            "cert": env["cert"], "proxies": env["proxies"]}
+        resp = self._adapter.send(prep, **options)
+        _ = resp.content  # read whole, as Session does without stream=True: the connection returns to the pool
+        return resp
 
     def _status_error(self, outcome: Outcome, reply: Reply) -> APIError:
         code, message = error_detail(reply.body)
