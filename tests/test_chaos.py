@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import edrpou_codes
 
 from batch.checkpoint import ItemState, Journal
 from batch.sandbox import SandboxServer
-from batch.validation import edrpou_valid
 
 Factory = Callable[..., SandboxServer]
 
@@ -31,17 +31,6 @@ WORKERS = 4
 KILLS = 5
 MAX_RERUNS = 30
 FAULTS = {"drop_rate": 0.05, "error_rate": 0.05, "throttle_rate": 0.05}
-
-
-def edrpou_codes(n: int, rng: random.Random) -> list[str]:
-    """`n` distinct EDRPOU codes with valid check digits (no leading zero, so no padding notes)."""
-    codes: list[str] = []
-    while len(codes) < n:
-        stem = str(rng.randint(1_000_000, 9_999_999))
-        code = next((stem + d for d in "0123456789" if edrpou_valid(stem + d)), None)
-        if code and code not in codes:
-            codes.append(code)
-    return codes
 
 
 def write_config(path: Path, provider: str, url: str) -> Path:

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 
 from batch import plan
 from batch.checkpoint import ItemState, Journal
 from batch.model import Row
 from batch.sandbox import SandboxServer
 from batch.sandbox.wire import Request, Response, error
-from batch.validation import edrpou_valid
 
 Factory = Callable[..., SandboxServer]
 
@@ -39,15 +39,18 @@ TEMPLATE = "5551"
 # ───────────────────────────────────────────────────────────── helpers
 
 def edrpou_codes(n: int, seed: int = 1) -> list[str]:
-    """`n` distinct EDRPOU codes with valid check digits."""
-    rng = random.Random(seed)
-    codes: list[str] = []
-    while len(codes) < n:
-        stem = str(rng.randint(1_000_000, 9_999_999))
-        code = next((stem + d for d in "0123456789" if edrpou_valid(stem + d)), None)
-        if code and code not in codes:
-            codes.append(code)
-    return codes
+    return support.edrpou_codes(n, random.Random(seed))
+
+
+def kill_after(job: Job, server: SandboxServer, invitations: int) -> int:
+    """Start the job, SIGKILL it once the sandbox has seen `invitations`, let the sandbox settle; its pid."""
+    proc = job.start()
+    wait_until(lambda: sum(job.invitations().values()) >= invitations)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    settle(server)
+    return proc.pid
 
 
 def cli(*args: str) -> list[str]:
@@ -377,14 +380,9 @@ def test_stale_lock_of_a_killed_run_does_not_block(sandbox_factory: Factory, tmp
     server = sandbox_factory(latency_ms=30)
     codes = edrpou_codes(30)
     job = make_job(tmp_path, "edin", server, codes, workers=2)
-    first = job.start()
-    wait_until(lambda: sum(job.invitations().values()) >= 3)
-    first.kill()
-    first.communicate(timeout=10)
-    assert first.returncode == -signal.SIGKILL
-    settle(server)
+    pid = kill_after(job, server, invitations=3)
     lock = job.checkpoint.with_name(job.checkpoint.name + ".lock")
-    assert lock.read_text().strip() == str(first.pid)  # the dead run's pid is still written there
+    assert lock.read_text().strip() == str(pid)  # the dead run's pid is still written there
 
     again = job.run()
     assert again.returncode == 0, again.stderr
@@ -426,12 +424,7 @@ def test_fresh_sets_the_old_checkpoint_aside_and_starts_over(sandbox_factory: Fa
     emails = [f"shop{i}@example.com" for i in range(30)]
     job = make_job(tmp_path, "invoicebox", server, emails, workers=2)
     if killed:  # what the killed run committed is still only in its WAL; it must move aside with the file
-        proc = job.start()
-        wait_until(lambda: sum(job.invitations().values()) >= 5)
-        proc.kill()
-        proc.communicate(timeout=10)
-        assert proc.returncode == -signal.SIGKILL
-        settle(server)
+        kill_after(job, server, invitations=5)
         assert job.checkpoint.with_name(job.checkpoint.name + "-wal").exists()
     else:
         assert job.run().returncode == 0
@@ -594,12 +587,7 @@ def test_status_and_report_read_the_checkpoint_without_the_input(sandbox_factory
     codes = edrpou_codes(30)
     job = make_job(tmp_path, "edin", server, codes, workers=2)
     sha = hashlib.sha256(job.source.read_bytes()).hexdigest()
-    proc = job.start()
-    wait_until(lambda: sum(job.invitations().values()) >= 5)
-    proc.kill()
-    proc.communicate(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
-    settle(server)
+    kill_after(job, server, invitations=5)
     assert not job.output.exists()  # killed: no results file
 
     status = run_cli("status", str(job.checkpoint))
