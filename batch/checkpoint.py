@@ -519,6 +519,22 @@ class Journal:
                               for line, ident, cells in rows])
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
 
+    def keep_rows(self) -> bool:
+        """Make the saved input this run's without rewriting it, when an earlier run saved it from the same file
+        (SHA-256, headers) read with the same settings (a resume); False when it must be saved with save_rows."""
+        run_id = self._require_run("keep_rows")
+        with self._write() as conn:
+            same = conn.execute(
+                "SELECT 1 FROM meta m JOIN runs old ON old.id = CAST(m.value AS INTEGER) JOIN runs cur ON cur.id = ? "
+                "WHERE m.key = 'rows_run' AND old.id != cur.id AND old.input_sha256 = cur.input_sha256 "
+                "AND old.config_fingerprint = cur.config_fingerprint AND old.provider = cur.provider "
+                "AND old.action = cur.action AND old.headers = cur.headers", (run_id,)).fetchone()
+            if same is None:
+                return False
+            conn.execute("DELETE FROM results")  # as save_rows: a killed run reports from the items
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
+        return True
+
     def record_results(self, results: Sequence[RowResult]) -> None:
         """Record (or update) this run's per-line outcomes."""
         with self._write() as conn:

@@ -446,6 +446,23 @@ def test_start_run_tells_what_the_previous_run_was_given(path: Path, clock: Fake
         assert info.run_id == 3
 
 
+def test_keep_rows_reuses_the_snapshot_of_the_same_input_and_settings(path: Path) -> None:
+    with Journal.open(path) as j:
+        start(j)
+        assert not j.keep_rows()  # nothing saved yet
+        j.save_rows([(2, "p1", ("1", "a"))])
+        j.record_results([RowResult(2, ("1", "a"), Status.FAILED, "refused")])
+    with Journal.open(path) as j:
+        start(j)  # the same input and settings: the saved rows are this run's too
+        assert j.keep_rows()
+        _, results = j.report_rows()
+        assert [(r.line, r.cells, r.status) for r in results] == [(2, ("1", "a"), Status.PENDING)]
+        assert j.status()["runs"][-1]["id"] == 2 and j.status()["saved_rows"] == 1
+    with Journal.open(path) as j:
+        start(j, "c" * 64)  # another input: it must be saved anew
+        assert not j.keep_rows()
+
+
 def test_save_rows_needs_a_run_and_replaces_the_snapshot(path: Path) -> None:
     with Journal.open(path) as j:
         with pytest.raises(CheckpointError, match="start_run"):
