@@ -103,7 +103,9 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
         results, tasks = the_plan.results, the_plan.tasks
         for ident in the_plan.lost:
             journal.finish(ident, state=ItemState.UNKNOWN, detail="in flight when an earlier run stopped")
-        journal.save_rows([(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells) for r in rows])
+        if not journal.keep_rows():  # a resume of the same file need not write its 100k rows again
+            journal.save_rows([(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells)
+                               for r in rows])
         if opts.limit is not None:
             tasks = tasks[: opts.limit]
         stopped: RunStopped | None = None
