@@ -73,7 +73,7 @@ def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_
 def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | None, retry_failed: bool,
           resend_unknown: bool) -> Plan:
     items = journal.items() if journal is not None else {}
-    resolved = _by_resolved_partner(items) if provider == "edin" else {}
+    resolved: dict[str, Item] | None = None  # made at the first row that needs it: most files never do
     first: dict[str, int] = {}  # identity → line of its first valid row (find_duplicates, in the same pass)
     out = Plan(results=[], tasks=[], unmarked=[], lost=[])
     add_result, add_task = out.results.append, out.tasks.append
@@ -92,11 +92,14 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
             result.status, result.detail = Status.DUPLICATE, f"same partner as row {earlier}"
             continue
         item = items.get(ident) if items else None
-        if item is None and resolved and ident in resolved:
+        if item is None and items and ident.startswith("pid:"):
             # The row names the partner by the id an earlier run resolved its code to (e.g. a results
             # workbook fed back as input): it is the same partner, so it takes that item's identity.
-            item = resolved[ident]
-            ident = item.identity
+            if resolved is None:
+                resolved = _by_resolved_partner(items)
+            if ident in resolved:
+                item = resolved[ident]
+                ident = item.identity
         task = Task(ident, row.values, result, item)
         if item is None or item.state is in_journal:
             add_task(task)
@@ -105,7 +108,7 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
         state = item.state
         if state in (ItemState.SENT, ItemState.SKIPPED):
             result.status = Status.SKIPPED
-            result.detail = f"done in an earlier run ({state.value}{' ' + item.sent_at if item.sent_at else ''})"
+            result.detail = f"done in an earlier run ({state}{' ' + item.sent_at if item.sent_at else ''})"
             # "" too: sent while marking was switched off, and the operator has switched it on since.
             if marks and state is ItemState.SENT and item.marked in ("", "no", "failed") and item.partner_id:
                 out.unmarked.append((ident, int(item.partner_id), result))
