@@ -267,8 +267,9 @@ class Journal:
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CheckpointError(f"{path}: the file system does not support SQLite's WAL mode")
             # FULL fsyncs the WAL at every commit, so an outcome survives power loss, not just a crash:
-            # 0.3-0.4 ms a commit on the 2-core CI machine (benchmarks/journal.py), i.e. over 800 rows/s at
-            # 3 commits a row from one thread, so no group commit is needed for the 400 rows/s target.
+            # 0.1-0.4 ms a commit on the 2-core CI machine (benchmarks/journal.py). Alone that would allow
+            # 800+ rows/s, but taken in turn by 8 workers sharing the GIL it paced whole runs, hence the
+            # group commit in _write_one (benchmarks/throughput.py, case d).
             conn.execute("PRAGMA synchronous=FULL")
             for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; older files may not
                 with suppress(FileNotFoundError):
