@@ -309,6 +309,8 @@ class HttpClient:
         # _send settles them at the first call and prepares each call by hand. (Its netrc look-up is left out
         # on purpose: credentials come from the config, and a netrc entry would replace the Bearer header.)
         self._send_options: dict[str, Any] | None = None
+        self._prepared_urls: dict[str, str | None] = {}
+        self._prepared_headers: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CaseInsensitiveDict[Any]] = {}
 
     def request(self, method: str, path: str, *, mutating: bool, session: bool = False, params: Any = None,
                 json: Any = None, data: Any = None, files: Any = None, headers: Mapping[str, str] | None = None,
@@ -343,6 +345,19 @@ class HttpClient:
                 return reply
             raise self._status_error(outcome, reply)
 
+        # Most calls succeed at once: tenacity's machinery (a tenth of a request's CPU) is set up only after a
+        # first retriable failure, which it is handed as its own first attempt, so waits, logs and the
+        # attempt count are exactly what they would be had it made every try.
+        try:
+            return once()
+        except RetriableAPIError as error:
+            first: list[RetriableAPIError] = [error]
+
+        def again() -> Reply:
+            if first:
+                raise first.pop()
+            return once()
+
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self._retry.attempts)),
             wait=_Wait(self._retry),
@@ -351,20 +366,31 @@ class HttpClient:
             before_sleep=lambda state: _log_retry(method, shown, state),
             reraise=True,
         )
-        return retrying(once)
+        return retrying(again)
 
     def _send(self, method: str, url: str, *, params: Any, json: Any, data: Any, files: Any,
               headers: Mapping[str, str] | None, cookies: Mapping[str, str] | None) -> requests.Response:
         """Session.request(..., allow_redirects=False) for our calls, without its per-call merging."""
-        merged = CaseInsensitiveDict(self._session.headers)
-        if headers:
-            merged.update(headers)
-        if cookies:  # the Cookie header a jar of plain name=value cookies gives
-            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         prep = requests.PreparedRequest()
         prep.prepare_method(method)
-        prep.prepare_url(url, params)
-        prep.prepare_headers(merged)
+        # A client calls a handful of URLs with a handful of header sets: each is parsed and checked once.
+        if params or (prepared_url := self._prepared_urls.get(url)) is None:
+            prep.prepare_url(url, params)
+            if not params:
+                _remember(self._prepared_urls, url, prep.url)
+        else:
+            prep.url = prepared_url
+        key = (tuple(headers.items()) if headers else (), tuple(cookies.items()) if cookies else ())
+        prepared_headers = self._prepared_headers.get(key)
+        if prepared_headers is None:
+            merged = CaseInsensitiveDict(self._session.headers)
+            merged.update(key[0])
+            if cookies:  # the Cookie header a jar of plain name=value cookies gives
+                merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in key[1])
+            prep.prepare_headers(merged)
+            _remember(self._prepared_headers, key, prep.headers.copy())
+        else:
+            prep.headers = prepared_headers.copy()  # prepare_body adds to it
         prep.prepare_body(data, files, json)
         options = self._send_options
         if options is None:  # several workers may get here at once: they all work out the same thing
@@ -404,6 +430,13 @@ class HttpClient:
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = 64) -> None:
+    """A small memo: forgets everything past `limit` entries (EDIN's session cookie changes on each login)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
 
 
 def _cookies(resp: requests.Response) -> dict[str, str]:
