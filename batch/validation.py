@@ -66,13 +66,14 @@ _EDRPOU_WEIGHTS = (1, 2, 3, 4, 5, 6, 7)
 _EDRPOU_WEIGHTS_345 = (7, 1, 2, 3, 4, 5, 6)  # codes starting with 3, 4 or 5
 _RNOKPP_WEIGHTS = (-1, 5, 7, 9, 4, 6, 10, 5, 7)
 _ZERO = ord("0")
+_EDRPOU_OFFSET = sum(_EDRPOU_WEIGHTS) * _ZERO  # the digits' ASCII offset, weighed (both weight sets sum to 28)
 
 
 def edrpou_valid(code: str) -> bool:
     """True when an 8-digit ASCII code has a valid EDRPOU check digit."""
     d = code.encode()
     weights = _EDRPOU_WEIGHTS_345 if d[0] in b"345" else _EDRPOU_WEIGHTS
-    total: int = sum(map(mul, weights, d)) - sum(weights) * _ZERO
+    total: int = sum(map(mul, weights, d)) - _EDRPOU_OFFSET
     check = total % 11
     if check == 10:  # weigh again with every weight + 2
         check = (total + 2 * (sum(d[:7]) - 7 * _ZERO)) % 11 % 10
