@@ -7,14 +7,14 @@ run leaves it. Sending 100k rows through the sandbox for real would take several
 ceiling (see throughput.py), so it is not done here. The population runs at synchronous=OFF (it is a fixture,
 not measured); then one unmeasured `invite-batch run` records the input snapshot, as the original run would have.
 
-Measured (each a subprocess, start-up included, best of --repeat):
+Measured (each a subprocess, start-up included; --repeat interleaved rounds, the fastest of each kept):
   * `invite-batch validate` of the file with no checkpoint: the dry run;
   * `invite-batch run` over the completed checkpoint: every row `skipped`, nothing sent (target ≤ 1.3× the dry run);
   * for reference, `run --dry-run` over the same completed checkpoint.
 Then the journal's per-row cost (begin + finish, two durable commits) at the product's durability
 (WAL + synchronous=FULL) and, for comparison, NORMAL — from benchmarks/journal.py.
 
-Run on demand: `python benchmarks/resume.py [--rows 100000] [--repeat 3]`. Not part of the test suite.
+Run on demand: `python benchmarks/resume.py [--rows 100000] [--repeat 5]`. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def best(runs: list[Measured]) -> Measured:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each command; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of the three commands; the fastest counts")
     parser.add_argument("--journal-rows", type=int, default=3000, help="rows for the per-row journal cost")
     args = parser.parse_args()
 
@@ -96,14 +96,15 @@ def main() -> None:
     run = [*CLI, "run", str(src), "-c", str(config), "-o", str(out), "--checkpoint", str(checkpoint), "-q",
            "--no-progress", "--summary-json", str(summary)]
     measure(run)  # records the input snapshot, as the run that completed the checkpoint would have
-    dry = best([measure([*CLI, "validate", str(src), "-c", str(config), "-o", str(out), "-q"])
-                for _ in range(args.repeat)])
-    resumed = best([measure(run) for _ in range(args.repeat)])
+    validate = [*CLI, "validate", str(src), "-c", str(config), "-o", str(out), "-q"]
+    dry_run = [*CLI, "run", str(src), "-c", str(config), "-o", str(out), "--checkpoint", str(checkpoint),
+               "--dry-run", "-q", "--no-progress"]
+    # Interleaved rounds, the fastest of each kept: a shared machine's load then weighs on all three alike.
+    rounds = [(measure(validate), measure(run), measure(dry_run)) for _ in range(args.repeat)]
+    dry, resumed, dry_ck = (best([r[i] for r in rounds]) for i in range(3))
     counts = json.loads(summary.read_text())["counts"]
     if counts["skipped"] != items or counts["sent"] != 0:
         raise SystemExit(f"the re-run did not skip every row: {counts}")
-    dry_ck = best([measure([*CLI, "run", str(src), "-c", str(config), "-o", str(out), "--checkpoint",
-                            str(checkpoint), "--dry-run", "-q", "--no-progress"]) for _ in range(args.repeat)])
     ratio = resumed.wall / dry.wall
     print()
     print(table(f"re-run over a completed {items:,}-row checkpoint (EDIN CSV in/out; wall s incl. start-up, "
