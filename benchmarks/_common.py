@@ -217,7 +217,7 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) 
              "  ".join("-" * w for w in widths)]
     for row in cells[1:]:
         lines.append("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _fmt(v: object) -> str:
