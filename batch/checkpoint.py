@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from .errors import CheckpointError, CheckpointLockedError
 from .model import RowResult, Status, Summary
@@ -275,12 +275,7 @@ class Journal:
                 with suppress(FileNotFoundError):
                     os.chmod(_sibling(path, suffix), 0o600)
         except BaseException as e:
-            if conn is not None:
-                conn.close()
-            lock.release()
-            if isinstance(e, sqlite3.Error):
-                raise CheckpointError(f"{path} is not a usable checkpoint: {e}") from e
-            raise
+            _abandon(path, conn, lock, e)
         return cls(path, conn, lock, clock)
 
     @classmethod
@@ -296,11 +291,7 @@ class Journal:
             _check_version(conn, path, readonly=True)
             conn.execute("PRAGMA query_only=1")
         except BaseException as e:
-            if conn is not None:
-                conn.close()
-            if isinstance(e, sqlite3.Error):
-                raise CheckpointError(f"{path} is not a usable checkpoint: {e}") from e
-            raise
+            _abandon(path, conn, None, e)
         return cls(path, conn, None, utc_now)
 
     @staticmethod
@@ -696,6 +687,17 @@ class Journal:
             "last_run": run_dicts[-1] if run_dicts else None,
             "runs": run_dicts,
         }
+
+
+def _abandon(path: Path, conn: sqlite3.Connection | None, lock: _RunLock | None, error: BaseException) -> NoReturn:
+    """Undo a half-done open (close, release the lock) and re-raise, naming the file for SQLite's errors."""
+    if conn is not None:
+        conn.close()
+    if lock is not None:
+        lock.release()
+    if isinstance(error, sqlite3.Error):
+        raise CheckpointError(f"{path} is not a usable checkpoint: {error}") from error
+    raise error
 
 
 def set_aside(path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> Path | None:
