@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,7 +72,7 @@ CREATE TABLE rows (                    -- the last run's input, so `report` need
     identity TEXT,                     -- NULL: the row was invalid
     cells    TEXT NOT NULL             -- JSON list
 );
-CREATE TABLE results (                 -- per-line outcome the last run recorded
+CREATE TABLE results (                 -- per-line outcome the last run recorded (plan.settle's rows left out)
     line          INTEGER PRIMARY KEY,
     status        TEXT NOT NULL,
     detail        TEXT NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE results (                 -- per-line outcome the last run recorded
     request_id    TEXT NOT NULL,
     sent_at       TEXT NOT NULL
 );
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- rows_run, rows_key: whose snapshot `rows` is
 """
 
 _ITEM_COLUMNS = ("identity, state, step, partner_id, invitation_id, http_status, request_id, detail, "
@@ -136,6 +136,21 @@ class Item(NamedTuple):
     marked: str  # "" | "yes" | "no" | "failed"
     sent_at: str
     updated_at: str
+
+
+# A saved input row with its item (Journal.saved_rows): line, identity (None: the row was invalid), the item's
+# state (None: no item yet), then partner_id, invitation_id, marked, http_status, attempts, request_id, sent_at.
+SavedRow = tuple[int, str | None, str | None, str, str, str, int | None, int, str, str]
+
+
+def _item(r: Sequence[Any]) -> Item:
+    """An Item from a row of the _ITEM_COLUMNS."""
+    return Item(r[0], _STATES[r[1]], *r[2:])
+
+
+def done_earlier(state: str) -> str:
+    """The detail of a row skipped because an earlier run sent (or skipped) its partner; when is in `sent_at`."""
+    return f"{state} in an earlier run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,14 +498,13 @@ class Journal:
         """Every item, by identity."""
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items").fetchall()
-        states = _STATES
-        return {r[0]: Item(r[0], states[r[1]], *r[2:]) for r in rows}
+        return {r[0]: _item(r) for r in rows}
 
     def get(self, identity: str) -> Item | None:
         """One item, or None when this checkpoint has never seen the identity."""
         with self._read() as conn:
             r = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity = ?", (identity,)).fetchone()
-        return Item(r[0], _STATES[r[1]], *r[2:]) if r else None
+        return _item(r) if r else None
 
     def begin(self, identity: str, *, step: str, partner_id: str = "") -> None:
         """Commit the item as in flight (one more attempt) before its mutating request is sent."""
@@ -564,11 +578,15 @@ class Journal:
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'sent' "
                                 "AND marked IN ('no', 'failed') ORDER BY identity").fetchall()
-        return [Item(r[0], _STATES[r[1]], *r[2:]) for r in rows]
+        return [_item(r) for r in rows]
 
     # ── the input snapshot and results, for `report` ────────────────────────────────────────────
-    def save_rows(self, rows: Sequence[tuple[int, str | None, tuple[str, ...]]]) -> None:
-        """Replace the saved input with this run's rows: (line, identity or None if invalid, cells)."""
+    def save_rows(self, rows: Sequence[tuple[int, str | None, tuple[str, ...]]], key: str) -> None:
+        """Replace the saved input with this run's rows: (line, identity or None if invalid, cells).
+
+        `key` names the input and the settings it was read and validated with (runner.snapshot_key):
+        a later run with the same key may keep the snapshot and trust its identities.
+        """
         run_id = self._require_run("save_rows")
         with self._write() as conn:
             conn.execute("DELETE FROM rows")
@@ -576,23 +594,45 @@ class Journal:
             conn.executemany("INSERT INTO rows (line, identity, cells) VALUES (?, ?, ?)",
                              [(line, ident, json.dumps(list(cells), ensure_ascii=False))
                               for line, ident, cells in rows])
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
+            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             [("rows_run", str(run_id)), ("rows_key", key)])
 
-    def keep_rows(self) -> bool:
-        """Make the saved input this run's without rewriting it, when an earlier run saved it from the same file
-        (SHA-256, headers) read with the same settings (a resume); False when it must be saved with save_rows."""
+    def keep_rows(self, key: str) -> bool:
+        """Make the saved input this run's without rewriting it when it was saved under the same key (a resume
+        of the same file with the same settings); False when it must be saved with save_rows."""
         run_id = self._require_run("keep_rows")
         with self._write() as conn:
-            same = conn.execute(
-                "SELECT 1 FROM meta m JOIN runs old ON old.id = CAST(m.value AS INTEGER) JOIN runs cur ON cur.id = ? "
-                "WHERE m.key = 'rows_run' AND old.id != cur.id AND old.input_sha256 = cur.input_sha256 "
-                "AND old.config_fingerprint = cur.config_fingerprint AND old.provider = cur.provider "
-                "AND old.action = cur.action AND old.headers = cur.headers", (run_id,)).fetchone()
-            if same is None:
+            if not self._rows_key_is(conn, key):
                 return False
             conn.execute("DELETE FROM results")  # as save_rows: a killed run reports from the items
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
         return True
+
+    def rows_match(self, key: str) -> bool:
+        """Whether the saved input was saved under `key` (keep_rows without keeping: for a dry run)."""
+        with self._read() as conn:
+            return self._rows_key_is(conn, key)
+
+    @staticmethod
+    def _rows_key_is(conn: sqlite3.Connection, key: str) -> bool:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'rows_key'").fetchone()
+        return row is not None and row[0] == key
+
+    def saved_rows(self) -> list[SavedRow]:
+        """The saved input's lines in order, each with its identity and its item's state and outcome (SavedRow)."""
+        with self._read() as conn:
+            # Only what a results line needs, in RowResult's order: a 100k-row resume reads every one of them.
+            return conn.execute(
+                "SELECT r.line, r.identity, i.state, i.partner_id, i.invitation_id, i.marked, i.http_status, "
+                "i.attempts, i.request_id, i.sent_at FROM rows r LEFT JOIN items i ON i.identity = r.identity "
+                "ORDER BY r.line").fetchall()
+
+    def items_of(self, identities: Collection[str]) -> dict[str, Item]:
+        """The items of these identities (those the journal has), by identity."""
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity IN "
+                                "(SELECT value FROM json_each(?))", (json.dumps(list(identities)),)).fetchall()
+        return {r[0]: _item(r) for r in rows}
 
     def record_results(self, results: Sequence[RowResult]) -> None:
         """Record (or update) this run's per-line outcomes."""
@@ -653,8 +693,9 @@ class Journal:
             if marked:  # marks may be recorded after the results
                 recorded.marked = marked
             return recorded
-        elif state is ItemState.SENT and run != rows_run:
-            status, detail = Status.SKIPPED, detail or "sent in an earlier run"
+        elif state in (ItemState.SENT, ItemState.SKIPPED) and run != rows_run:
+            # As plan() put it: the run records no result for such a row (runner: settled rows).
+            status, detail = Status.SKIPPED, done_earlier(state)
         else:
             status = _STATUS_OF[state]
         return RowResult(line, cells, status, detail, partner_id, invitation_id, marked, http_status,

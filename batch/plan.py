@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
-from .checkpoint import Item, ItemState, Journal
+from .checkpoint import Item, ItemState, Journal, SavedRow, done_earlier
 from .config import Config
-from .model import Row, RowResult, Status
+from .model import Row, RowResult, Status, Table
 from .reader import paused_gc
 
 
@@ -60,19 +62,79 @@ class Plan:
     lost: list[str]  # invoicebox identities left in flight by a crash: now `unknown`
 
 
-def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, retry_failed: bool = False,
-         resend_unknown: bool = False) -> Plan:
-    """Decide each row's fate from validation, duplicates and the checkpoint; writes nothing."""
-    provider = config.provider
-    marks = provider == "edin" and config.action == "invite" and config.invite.mark_status
+@dataclass(slots=True)
+class Settled:
+    """Rows of an unchanged input that the checkpoint's saved snapshot decides without validating them again."""
+
+    results: dict[int, RowResult]  # line → `skipped` (done in an earlier run) or `duplicate`, in line order
+    unmarked: list[tuple[str, int, RowResult | None]]
+    open: list[str]  # identities of the other saved rows that have an item: all plan() reads of the journal
+
+
+_DONE = (ItemState.SENT, ItemState.SKIPPED)
+
+
+def settle(table: Table, saved: Sequence[SavedRow], config: Config) -> Settled | None:
+    """Decide the rows an earlier run finished, from the snapshot it saved of this very input (same bytes, sheet,
+    settings and version: the runner checks the snapshot's key), so a resume of a large file skips validating
+    and planning them. None when the snapshot does not line up with the table."""
+    if len(saved) != len(table.rows):
+        return None
+    marks = _marks(config)
+    out = Settled(results={}, unmarked=[], open=[])
+    first: dict[str, int] = {}
+    skipped = Status.SKIPPED
+    with paused_gc():
+        for raw, row in zip(table.rows, saved, strict=True):
+            line, ident, state = row[0], row[1], row[2]
+            if raw.line != line:
+                return None
+            if ident is None:  # invalid when saved: validated again for its problems
+                continue
+            earlier = first.setdefault(ident, line)
+            if earlier != line:
+                out.results[line] = RowResult(line, raw.cells, Status.DUPLICATE, f"same partner as row {earlier}")
+            elif state in _DONE:
+                # The same result plan() gives such a row (_done_before), made in one call from the query's row.
+                result = RowResult(line, raw.cells, skipped, done_earlier(state), *row[3:])
+                out.results[line] = result
+                if marks and _mark_owed(state, row[5], row[3]):
+                    out.unmarked.append((ident, int(row[3]), result))
+            elif state is not None:
+                out.open.append(ident)
+    return out
+
+
+def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, settled: Settled | None = None,
+         retry_failed: bool = False, resend_unknown: bool = False) -> Plan:
+    """Decide each row's fate from validation, duplicates and the checkpoint; writes nothing.
+
+    With `settled`, `rows` are the rest of the input (settle() decided the others) and the results cover both.
+    """
+    if journal is None:
+        items: Mapping[str, Item] = {}
+        load_all: Callable[[], Mapping[str, Item]] = dict
+    elif settled is not None:
+        items, load_all = (journal.items_of(settled.open) if settled.open else {}), journal.items
+    else:
+        items = journal.items()
+        load_all = lambda: items  # noqa: E731
     # Two new objects a row on top of millions alive: without the pause, full collections rescan them all.
     with paused_gc():
-        return _plan(rows, provider, marks, journal, retry_failed, resend_unknown)
+        out = _plan(rows, config.provider, _marks(config), items, load_all, retry_failed, resend_unknown)
+        if settled is not None and settled.results:
+            done = list(settled.results.values())
+            out.results = list(heapq.merge(done, out.results, key=attrgetter("line"))) if out.results else done
+            out.unmarked[:0] = settled.unmarked
+    return out
 
 
-def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | None, retry_failed: bool,
-          resend_unknown: bool) -> Plan:
-    items = journal.items() if journal is not None else {}
+def _marks(config: Config) -> bool:
+    return config.provider == "edin" and config.action == "invite" and config.invite.mark_status
+
+
+def _plan(rows: Sequence[Row], provider: str, marks: bool, items: Mapping[str, Item],
+          load_all: Callable[[], Mapping[str, Item]], retry_failed: bool, resend_unknown: bool) -> Plan:
     resolved: dict[str, Item] | None = None  # made at the first row that needs it: most files never do
     first: dict[str, int] = {}  # identity → line of its first valid row (find_duplicates, in the same pass)
     out = Plan(results=[], tasks=[], unmarked=[], lost=[])
@@ -92,11 +154,11 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
             result.status, result.detail = Status.DUPLICATE, f"same partner as row {earlier}"
             continue
         item = items.get(ident) if items else None
-        if item is None and items and ident.startswith("pid:"):
+        if item is None and ident.startswith("pid:"):
             # The row names the partner by the id an earlier run resolved its code to (e.g. a results
             # workbook fed back as input): it is the same partner, so it takes that item's identity.
             if resolved is None:
-                resolved = _by_resolved_partner(items)
+                resolved = _by_resolved_partner(load_all())
             if ident in resolved:
                 item = resolved[ident]
                 ident = item.identity
@@ -104,15 +166,12 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
         if item is None or item.state is in_journal:
             add_task(task)
             continue
-        _copy(item, result)
         state = item.state
-        if state in (ItemState.SENT, ItemState.SKIPPED):
-            result.status = Status.SKIPPED
-            result.detail = f"done in an earlier run ({state}{' ' + item.sent_at if item.sent_at else ''})"
-            # "" too: sent while marking was switched off, and the operator has switched it on since.
-            if marks and state is ItemState.SENT and item.marked in ("", "no", "failed") and item.partner_id:
-                out.unmarked.append((ident, int(item.partner_id), result))
-        elif state is ItemState.FAILED:
+        if state in _DONE:
+            _done_before(item, result, marks, out.unmarked)
+            continue
+        _copy(item, result)
+        if state is ItemState.FAILED:
             if retry_failed:
                 out.tasks.append(task)
             else:
@@ -132,13 +191,27 @@ def _plan(rows: Sequence[Row], provider: str, marks: bool, journal: Journal | No
     return out
 
 
+def _done_before(item: Item, result: RowResult, marks: bool, unmarked: list[tuple[str, int, RowResult | None]]
+                 ) -> None:
+    """A row whose partner an earlier run sent (or skipped): `skipped`, its mark queued when one is owed."""
+    _copy(item, result)
+    result.status, result.detail = Status.SKIPPED, done_earlier(item.state)
+    if marks and _mark_owed(item.state, item.marked, item.partner_id):
+        unmarked.append((item.identity, int(item.partner_id), result))
+
+
+def _mark_owed(state: str, marked: str, partner_id: str) -> bool:
+    # "" too: sent while marking was switched off, and the operator has switched it on since.
+    return state == ItemState.SENT and marked in ("", "no", "failed") and bool(partner_id)
+
+
 def _copy(item: Item, result: RowResult) -> None:
     result.partner_id, result.invitation_id = item.partner_id, item.invitation_id
     result.http_status, result.request_id = item.http_status, item.request_id
     result.attempts, result.marked, result.sent_at = item.attempts, item.marked, item.sent_at
 
 
-def _by_resolved_partner(items: dict[str, Item]) -> dict[str, Item]:
+def _by_resolved_partner(items: Mapping[str, Item]) -> dict[str, Item]:
     """EDIN items found by code, keyed as a row naming their resolved partner id would be (SPEC §6)."""
     out: dict[str, Item] = {}
     for ident, item in items.items():

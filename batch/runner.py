@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import signal
@@ -17,15 +18,15 @@ from operator import attrgetter
 from pathlib import Path
 from types import FrameType
 
-from . import plan
+from . import __version__, plan
 from .checkpoint import ItemState, Journal, set_aside
 from .config import Config
 from .errors import APIError, AuthError, CircuitOpenError, Interrupted, RunStopped
 from .flows import EdinInvite, EdinMark, InvoiceboxInvite, Marker, Outcome, describe
-from .model import PROBLEM_STATUSES, RowResult, Status, Summary, Table
+from .model import PROBLEM_STATUSES, Row, RowResult, Status, Summary, Table
 from .plan import Task
 from .providers import Clients, open_clients
-from .reader import read_table
+from .reader import paused_gc, read_table
 from .results import default_output_path, write_results
 from .validation import validate_rows
 
@@ -64,6 +65,15 @@ def exit_code_for(counts: Counter[str]) -> int:
     return 1 if any(counts[s] for s in PROBLEM_STATUSES) else 0
 
 
+def snapshot_key(table: Table, config: Config) -> str:
+    """What a saved input snapshot's identities depend on: the file's bytes and sheet, the settings, the version.
+
+    A later run with the same key may trust the snapshot instead of validating the rows again (plan.settle).
+    """
+    parts = [__version__, table.sha256, table.sheet or "", config.fingerprint(), *table.headers]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
 def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime] | None = None) -> RunReport:
     """Run the whole job once; RunStopped (exit 3) is raised after the results are written."""
     now = clock or (lambda: datetime.now(UTC))
@@ -71,7 +81,7 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
     table = read_table(opts.input, provider=config.provider, sheet=opts.sheet, aliases=config.columns,
                        max_rows=config.limits.max_rows, max_cell_length=config.limits.max_cell_length,
                        max_file_size=config.limits.max_file_size)
-    rows = validate_rows(table, config)
+    key = snapshot_key(table, config)
     output = opts.output or default_output_path(opts.input)
     checkpoint = opts.checkpoint or default_checkpoint_path(opts.input)
     summary = Summary(started=started, finished=started, input_path=str(opts.input), provider=config.provider,
@@ -80,8 +90,8 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
     if opts.dry_run:
         journal = Journal.open_readonly(checkpoint) if checkpoint.exists() else None
         try:
-            the_plan = plan.plan(rows, config, journal, retry_failed=opts.retry_failed,
-                                 resend_unknown=opts.resend_unknown)
+            the_plan, _, _ = _plan(table, config, opts, journal,
+                                   same_input=journal is not None and journal.rows_match(key))
         finally:
             if journal is not None:
                 journal.close()
@@ -98,29 +108,42 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
                                  action=config.action, headers=table.headers)
         if info.previous_input_sha256 and info.previous_input_sha256 != table.sha256:
             log.info("the input changed since the last run; rows are matched by partner, so only new ones are sent")
-        the_plan = plan.plan(rows, config, journal, retry_failed=opts.retry_failed,
-                             resend_unknown=opts.resend_unknown)
+        # A resume of the same file need not write its rows again, nor validate those an earlier run finished.
+        the_plan, rows, settled = _plan(table, config, opts, journal, same_input=journal.keep_rows(key))
         results, tasks = the_plan.results, the_plan.tasks
         for ident in the_plan.lost:
             journal.finish(ident, state=ItemState.UNKNOWN, detail="in flight when an earlier run stopped")
-        if not journal.keep_rows():  # a resume of the same file need not write its 100k rows again
+        if settled is None:
             journal.save_rows([(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells)
-                               for r in rows])
+                               for r in rows], key)
         if opts.limit is not None:
             tasks = tasks[: opts.limit]
         stopped: RunStopped | None = None
         try:
             stopped = _send(config, opts, journal, tasks, the_plan.unmarked, results)
         finally:
-            _finish(summary, results, table, output, opts, journal, now, stopped=stopped)
+            # Settled rows go unrecorded: `report` derives the very same results from their items.
+            recorded = results if settled is None else [r for r in results if r.line not in settled.results]
+            _finish(summary, results, table, output, opts, journal, now, stopped=stopped, recorded=recorded)
         if stopped is not None:
             raise stopped
         return RunReport(summary=summary, output=output, exit_code=exit_code_for(summary.counts))
 
 
+def _plan(table: Table, config: Config, opts: RunOptions, journal: Journal | None, *, same_input: bool
+          ) -> tuple[plan.Plan, list[Row], plan.Settled | None]:
+    """Validate and plan; with the same input as the saved snapshot, only the rows it does not settle."""
+    with paused_gc():  # a million tuples from the journal: see reader.paused_gc
+        settled = plan.settle(table, journal.saved_rows(), config) if journal is not None and same_input else None
+    rows = validate_rows(table, config, skip=settled.results if settled is not None else ())
+    the_plan = plan.plan(rows, config, journal, settled=settled, retry_failed=opts.retry_failed,
+                         resend_unknown=opts.resend_unknown)
+    return the_plan, rows, settled
+
+
 def _finish(summary: Summary, results: list[RowResult], table: Table, output: Path, opts: RunOptions,
             journal: Journal | None, now: Callable[[], datetime], *, dry_run: bool = False,
-            stopped: RunStopped | None = None) -> RunReport:
+            stopped: RunStopped | None = None, recorded: Sequence[RowResult] = ()) -> RunReport:
     """Count, write the results file, the summary and the journal's record of this run."""
     summary.finished = now()
     # Counted by member, then keyed by text: Enum.value is a Python-level property, slow a million times.
@@ -129,7 +152,7 @@ def _finish(summary: Summary, results: list[RowResult], table: Table, output: Pa
     summary.stopped = str(stopped) if stopped else ""
     write_results(output, table.headers, results, summary)
     if journal is not None:
-        journal.record_results(results)
+        journal.record_results(recorded)
         journal.end_run(summary)
     if opts.summary_json is not None:
         data = summary.as_dict() | {"results": str(output)}

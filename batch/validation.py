@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from functools import lru_cache
 from operator import mul
 
@@ -127,11 +127,14 @@ def _quote(value: str, limit: int = 60) -> str:
 
 # ---------------------------------------------------------------- rows
 
-def validate_rows(table: Table, config: Config) -> list[Row]:
-    """One Row per RawRow, in order, with every problem found (a bad row is data, not a crash)."""
+def validate_rows(table: Table, config: Config, *, skip: Container[int] = ()) -> list[Row]:
+    """One Row per RawRow, in order, with every problem found (a bad row is data, not a crash); lines in
+    `skip` (rows a resume already decided: plan.settle) are left out."""
     check = _edin_rules(table, config) if config.provider == "edin" else _invoicebox_rules(table, config)
     with paused_gc():
-        return [check(raw) for raw in table.rows]
+        if not skip:
+            return [check(raw) for raw in table.rows]
+        return [check(raw) for raw in table.rows if raw.line not in skip]
 
 
 def _headers(table: Table) -> Callable[[str], str]:

@@ -51,7 +51,7 @@ def bulk(directory: Path, count: int) -> tuple[float, float, float, int]:
         rows = [(n + 2, f"{n:08d}", (f"{n:08d}", f"Company {n}", f"user{n}@example.com"))
                 for n in range(count)]
         start = time.perf_counter()
-        journal.save_rows(rows)
+        journal.save_rows(rows, "bench")
         saved = time.perf_counter() - start
         assert journal._conn is not None
         journal._conn.execute("BEGIN")  # fill the items table in one go; per-row commits are measured above

@@ -275,7 +275,7 @@ def test_another_programs_sqlite_file_is_refused(path: Path) -> None:
 def test_damage_inside_the_file_surfaces_as_checkpoint_error(path: Path) -> None:
     with Journal.open(path) as j:
         start(j)
-        j.save_rows([(n, f"p{n}", ("x" * 200, "y")) for n in range(2, 500)])
+        j.save_rows([(n, f"p{n}", ("x" * 200, "y")) for n in range(2, 500)], "k")
     data = bytearray(path.read_bytes())
     page = 4096
     data[3 * page:len(data)] = b"\xa5" * (len(data) - 3 * page)  # every page past the third
@@ -369,7 +369,7 @@ CRASH = """
     j = Journal.open(sys.argv[1])
     j.start_run(input_path="in.csv", input_sha256="s", config_fingerprint="c", provider="invoicebox",
                 action="invite", headers=["email"])
-    j.save_rows([(2, "done", ("a@x.io",)), (3, "flying", ("b@x.io",))])
+    j.save_rows([(2, "done", ("a@x.io",)), (3, "flying", ("b@x.io",))], "k")
     j.begin("done", step="invite")
     j.finish("done", state=ItemState.SENT, invitation_id="i-1", http_status=200)
     j.begin("flying", step="invite")
@@ -449,30 +449,31 @@ def test_start_run_tells_what_the_previous_run_was_given(path: Path, clock: Fake
 def test_keep_rows_reuses_the_snapshot_of_the_same_input_and_settings(path: Path) -> None:
     with Journal.open(path) as j:
         start(j)
-        assert not j.keep_rows()  # nothing saved yet
-        j.save_rows([(2, "p1", ("1", "a"))])
+        assert not j.keep_rows("k")  # nothing saved yet
+        j.save_rows([(2, "p1", ("1", "a"))], "k")
         j.record_results([RowResult(2, ("1", "a"), Status.FAILED, "refused")])
     with Journal.open(path) as j:
         start(j)  # the same input and settings: the saved rows are this run's too
-        assert j.keep_rows()
+        assert not j.keep_rows("other settings")
+        assert j.keep_rows("k") and j.rows_match("k") and not j.rows_match("other")
         _, results = j.report_rows()
         assert [(r.line, r.cells, r.status) for r in results] == [(2, ("1", "a"), Status.PENDING)]
         assert j.status()["runs"][-1]["id"] == 2 and j.status()["saved_rows"] == 1
     with Journal.open(path) as j:
-        start(j, "c" * 64)  # another input: it must be saved anew
-        assert not j.keep_rows()
+        start(j, "c" * 64)  # another input (the runner's key names it): it must be saved anew
+        assert not j.keep_rows("another key")
 
 
 def test_save_rows_needs_a_run_and_replaces_the_snapshot(path: Path) -> None:
     with Journal.open(path) as j:
         with pytest.raises(CheckpointError, match="start_run"):
-            j.save_rows([(2, "p1", ("1", "a"))])
+            j.save_rows([(2, "p1", ("1", "a"))], "k")
         with pytest.raises(CheckpointError, match="no input rows"):
             j.report_rows()
         start(j)
-        j.save_rows([(2, "p1", ("1", "a")), (3, "p2", ("2", "b"))])
+        j.save_rows([(2, "p1", ("1", "a")), (3, "p2", ("2", "b"))], "k")
         j.record_results([RowResult(2, ("1", "a"), Status.FAILED, "refused")])
-        j.save_rows([(2, "p2", ("2", "b"))])
+        j.save_rows([(2, "p2", ("2", "b"))], "k")
         _, results = j.report_rows()
     assert [(r.line, r.cells, r.status) for r in results] == [(2, ("2", "b"), Status.PENDING)]
 
@@ -492,7 +493,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
             (7, "p-fly", ("4", "fly")),
             (8, "p-todo", ("5", "todo")),
             (9, "p-rec", ("6", "recorded")),
-        ])
+        ], "k")
         j.finish("p-old", state=ItemState.SENT, marked="yes")  # only marked this run: still sent before
         j.begin("p-sent", step="invite")
         j.finish("p-sent", state=ItemState.SENT, invitation_id="i1", http_status=200, request_id="r1",
@@ -533,7 +534,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
 def test_status_counts_items_and_lists_runs(path: Path, clock: FakeClock) -> None:
     with Journal.open(path, clock=clock) as j:
         start(j, "s1")
-        j.save_rows([(2, "a", ("1", "a")), (3, None, ("", ""))])
+        j.save_rows([(2, "a", ("1", "a")), (3, None, ("", ""))], "k")
         for ident, state in [("a", ItemState.SENT), ("b", ItemState.SENT), ("c", ItemState.FAILED)]:
             j.begin(ident, step="invite")
             j.finish(ident, state=state, marked="no" if ident == "a" else None)
