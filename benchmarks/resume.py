@@ -10,6 +10,7 @@ not measured); then one unmeasured `invite-batch run` records the input snapshot
 Measured (each a subprocess, start-up included; --repeat interleaved rounds, the fastest of each kept):
   * `invite-batch validate` of the file with no checkpoint: the dry run;
   * `invite-batch run` over the completed checkpoint: every row `skipped`, nothing sent (target ≤ 1.3× the dry run);
+    the file is unchanged since the snapshot, so this is the resume fast path (plan.settle);
   * for reference, `run --dry-run` over the same completed checkpoint.
 Then the journal's per-row cost (begin + finish, two durable commits) at the product's durability
 (WAL + synchronous=FULL) and, for comparison, NORMAL — from benchmarks/journal.py.
