@@ -1,4 +1,4 @@
-"""The SQLite journal behind resume (SPEC §6): item states and transitions, the input snapshot, the run lock.
+"""The SQLite journal behind resume (SPEC §6): item states and transitions, runs, the run lock.
 
 An item is one partner, keyed by its identity. Its life:
 
@@ -8,7 +8,8 @@ An item is one partner, keyed by its identity. Its life:
 
 `begin` is committed before the mutating request goes out and `finish` after its answer, so a
 crash can leave only `in_flight` items, which the next run reconciles. Every commit is durable
-(WAL + synchronous=FULL) when the call returns.
+(WAL + synchronous=FULL) when the call returns. The schema also holds the input snapshot and per-line
+results, which snapshot.py reads and writes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
 
 from .errors import CheckpointError, CheckpointLockedError
-from .model import RowResult, Status, Summary
+from .model import Summary
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x49424350  # "IBCP": tells our checkpoints from any other SQLite file
@@ -67,7 +68,7 @@ CREATE TABLE runs (
     counts             TEXT,           -- JSON object, from end_run
     stopped            TEXT NOT NULL DEFAULT ''
 );
-CREATE TABLE rows (                    -- the last run's input, so `report` needs no input file
+CREATE TABLE rows (                    -- the last run's input, so `report` needs no input file (snapshot.py)
     line     INTEGER PRIMARY KEY,
     identity TEXT,                     -- NULL: the row was invalid
     cells    TEXT NOT NULL             -- JSON list
@@ -115,9 +116,6 @@ class ItemState(StrEnum):
 
 
 _STATES = {s.value: s for s in ItemState}
-_STATUS_OF = {ItemState.PENDING: Status.PENDING, ItemState.SENT: Status.SENT,
-              ItemState.SKIPPED: Status.SKIPPED, ItemState.FAILED: Status.FAILED,
-              ItemState.UNKNOWN: Status.UNKNOWN}
 
 
 class Item(NamedTuple):
@@ -138,19 +136,9 @@ class Item(NamedTuple):
     updated_at: str
 
 
-# A saved input row with its item (Journal.saved_rows): line, identity (None: the row was invalid), the item's
-# state (None: no item yet), then partner_id, invitation_id, marked, http_status, attempts, request_id, sent_at.
-SavedRow = tuple[int, str | None, str | None, str, str, str, int | None, int, str, str]
-
-
 def _item(r: Sequence[Any]) -> Item:
     """An Item from a row of the _ITEM_COLUMNS."""
     return Item(r[0], _STATES[r[1]], *r[2:])
-
-
-def done_earlier(state: str) -> str:
-    """The detail of a row skipped because an earlier run sent (or skipped) its partner; when is in `sent_at`."""
-    return f"{state} in an earlier run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +328,7 @@ class Journal:
 
     # ── transactions ────────────────────────────────────────────────────────────────────────────
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """One durable transaction; sqlite errors become CheckpointError naming the file."""
         if self.readonly:
             raise CheckpointError(f"checkpoint {self.path} is open read-only")
@@ -423,7 +411,7 @@ class Journal:
                 request.done = True
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[sqlite3.Connection]:
         """One consistent snapshot for several queries."""
         with self._mutex:
             conn = self._live()
@@ -450,7 +438,7 @@ class Journal:
                   action: str, headers: Sequence[str], dry_run: bool = False) -> RunInfo:
         """Record the start of a run; tell what the previous (non-dry) run was given."""
         now = self._now()
-        with self._write() as conn:
+        with self.transaction() as conn:
             prev = self._previous_run(conn, None)
             cur = conn.execute(
                 "INSERT INTO runs (started_at, pid, input_path, input_sha256, config_fingerprint, provider, "
@@ -477,18 +465,18 @@ class Journal:
     @property
     def previous_input_sha256(self) -> str | None:
         """The input SHA-256 of the last non-dry run before this one (the last one, before start_run)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             prev = self._previous_run(conn, self._run_id)
         return prev[0] if prev else None
 
     def end_run(self, summary: Summary) -> None:
         """Record the run's end and its counts."""
-        run_id = self._require_run("end_run")
-        with self._write() as conn:
+        run_id = self.require_run("end_run")
+        with self.transaction() as conn:
             conn.execute("UPDATE runs SET finished_at = ?, counts = ?, stopped = ? WHERE id = ?",
                          (_iso(summary.finished), json.dumps(dict(summary.counts)), summary.stopped, run_id))
 
-    def _require_run(self, what: str) -> int:
+    def require_run(self, what: str) -> int:
         if self._run_id is None:
             raise CheckpointError(f"checkpoint {self.path}: {what} before start_run")
         return self._run_id
@@ -496,15 +484,22 @@ class Journal:
     # ── items ───────────────────────────────────────────────────────────────────────────────────
     def items(self) -> dict[str, Item]:
         """Every item, by identity."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items").fetchall()
         return {r[0]: _item(r) for r in rows}
 
     def get(self, identity: str) -> Item | None:
         """One item, or None when this checkpoint has never seen the identity."""
-        with self._read() as conn:
+        with self.reading() as conn:
             r = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity = ?", (identity,)).fetchone()
         return _item(r) if r else None
+
+    def items_of(self, identities: Collection[str]) -> dict[str, Item]:
+        """The items of these identities (those the journal has), by identity."""
+        with self.reading() as conn:
+            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity IN "
+                                "(SELECT value FROM json_each(?))", (json.dumps(list(identities)),)).fetchall()
+        return {r[0]: _item(r) for r in rows}
 
     def begin(self, identity: str, *, step: str, partner_id: str = "") -> None:
         """Commit the item as in flight (one more attempt) before its mutating request is sent."""
@@ -569,142 +564,21 @@ class Journal:
         if marked not in MARKS:
             raise ValueError(f"marked must be one of {sorted(MARKS)}, not {marked!r}")
         now = self._now()
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.executemany("UPDATE items SET marked = ?, updated_at = ? WHERE identity = ?",
                              [(marked, now, i) for i in identities])
 
     def unmarked(self) -> list[Item]:
         """Sent items whose status mark is still owed (edin: marked on the next run)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'sent' "
                                 "AND marked IN ('no', 'failed') ORDER BY identity").fetchall()
         return [_item(r) for r in rows]
 
-    # ── the input snapshot and results, for `report` ────────────────────────────────────────────
-    def save_rows(self, rows: Sequence[tuple[int, str | None, tuple[str, ...]]], key: str) -> None:
-        """Replace the saved input with this run's rows: (line, identity or None if invalid, cells).
-
-        `key` names the input and the settings it was read and validated with (runner.snapshot_key):
-        a later run with the same key may keep the snapshot and trust its identities.
-        """
-        run_id = self._require_run("save_rows")
-        with self._write() as conn:
-            conn.execute("DELETE FROM rows")
-            conn.execute("DELETE FROM results")
-            conn.executemany("INSERT INTO rows (line, identity, cells) VALUES (?, ?, ?)",
-                             [(line, ident, json.dumps(list(cells), ensure_ascii=False))
-                              for line, ident, cells in rows])
-            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             [("rows_run", str(run_id)), ("rows_key", key)])
-
-    def keep_rows(self, key: str) -> bool:
-        """Make the saved input this run's without rewriting it when it was saved under the same key (a resume
-        of the same file with the same settings); False when it must be saved with save_rows."""
-        run_id = self._require_run("keep_rows")
-        with self._write() as conn:
-            if not self._rows_key_is(conn, key):
-                return False
-            conn.execute("DELETE FROM results")  # as save_rows: a killed run reports from the items
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
-        return True
-
-    def rows_match(self, key: str) -> bool:
-        """Whether the saved input was saved under `key` (keep_rows without keeping: for a dry run)."""
-        with self._read() as conn:
-            return self._rows_key_is(conn, key)
-
-    @staticmethod
-    def _rows_key_is(conn: sqlite3.Connection, key: str) -> bool:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'rows_key'").fetchone()
-        return row is not None and row[0] == key
-
-    def saved_rows(self) -> list[SavedRow]:
-        """The saved input's lines in order, each with its identity and its item's state and outcome (SavedRow)."""
-        with self._read() as conn:
-            # Only what a results line needs, in RowResult's order: a 100k-row resume reads every one of them.
-            return conn.execute(
-                "SELECT r.line, r.identity, i.state, i.partner_id, i.invitation_id, i.marked, i.http_status, "
-                "i.attempts, i.request_id, i.sent_at FROM rows r LEFT JOIN items i ON i.identity = r.identity "
-                "ORDER BY r.line").fetchall()
-
-    def items_of(self, identities: Collection[str]) -> dict[str, Item]:
-        """The items of these identities (those the journal has), by identity."""
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity IN "
-                                "(SELECT value FROM json_each(?))", (json.dumps(list(identities)),)).fetchall()
-        return {r[0]: _item(r) for r in rows}
-
-    def record_results(self, results: Sequence[RowResult]) -> None:
-        """Record (or update) this run's per-line outcomes."""
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO results (line, status, detail, partner_id, invitation_id, marked, "
-                "http_status, attempts, request_id, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                # str() of a Status is its value (StrEnum), without Enum's Python-level lookups: 100k rows a run.
-                [(r.line, str(r.status), r.detail, r.partner_id, r.invitation_id, r.marked,
-                  r.http_status, r.attempts, r.request_id, r.sent_at) for r in results])
-
-    def report_rows(self) -> tuple[list[str], list[RowResult]]:
-        """The saved input's headers and one result per row, recorded statuses overlaid with item states.
-
-        A row whose recorded status is missing or `pending` takes its item's current state (a run killed
-        with -9 after some sends still reports them); an item still in flight reports `unknown`.
-        """
-        with self._read() as conn:
-            meta = conn.execute("SELECT value FROM meta WHERE key = 'rows_run'").fetchone()
-            if meta is None:
-                raise CheckpointError(f"checkpoint {self.path} holds no input rows to report yet")
-            run_id = int(meta[0])
-            headers = json.loads(
-                conn.execute("SELECT headers FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-            rows = conn.execute(
-                "SELECT r.line, r.identity, r.cells, s.status, s.detail, s.partner_id, s.invitation_id, "
-                "s.marked, s.http_status, s.attempts, s.request_id, s.sent_at, "
-                "i.state, i.detail, i.partner_id, i.invitation_id, i.marked, i.http_status, i.attempts, "
-                "i.request_id, i.sent_at, i.run_id "
-                "FROM rows r LEFT JOIN results s USING (line) LEFT JOIN items i ON i.identity = r.identity "
-                "ORDER BY r.line").fetchall()
-        first_line: dict[str, int] = {}
-        out = []
-        for row in rows:
-            line, identity, cells = row[0], row[1], tuple(json.loads(row[2]))
-            recorded = None if row[3] is None else RowResult(line, cells, Status(row[3]), *row[4:12])
-            repeat = identity is not None and identity in first_line
-            if identity is not None:
-                first_line.setdefault(identity, line)
-            if repeat and (recorded is None or recorded.status is Status.DUPLICATE):
-                out.append(recorded or RowResult(line, cells, Status.DUPLICATE,
-                                                 f"same partner as row {first_line[identity]}"))
-            elif row[12] is None:  # no item: invalid, or never attempted
-                out.append(recorded or RowResult(line, cells, Status.INVALID if identity is None
-                                                 else Status.PENDING))
-            else:
-                out.append(self._overlay(line, cells, recorded, row[12:], run_id))
-        return headers, out
-
-    @staticmethod
-    def _overlay(line: int, cells: tuple[str, ...], recorded: RowResult | None, item: Sequence[Any],
-                 rows_run: int) -> RowResult:
-        state = _STATES[item[0]]
-        detail, partner_id, invitation_id, marked, http_status, attempts, request_id, sent_at, run = item[1:]
-        if state is ItemState.IN_FLIGHT:
-            status, detail = Status.UNKNOWN, IN_FLIGHT_DETAIL
-        elif recorded is not None and recorded.status is not Status.PENDING:
-            if marked:  # marks may be recorded after the results
-                recorded.marked = marked
-            return recorded
-        elif state in (ItemState.SENT, ItemState.SKIPPED) and run != rows_run:
-            # As plan() put it: the run records no result for such a row (runner: settled rows).
-            status, detail = Status.SKIPPED, done_earlier(state)
-        else:
-            status = _STATUS_OF[state]
-        return RowResult(line, cells, status, detail, partner_id, invitation_id, marked, http_status,
-                         attempts, request_id, sent_at)
-
     # ── status ──────────────────────────────────────────────────────────────────────────────────
     def status(self) -> dict[str, Any]:
         """Counts by item state, the input fingerprint, and every run with its start, end and counts."""
-        with self._read() as conn:
+        with self.reading() as conn:
             by_state = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall())
             unmarked = conn.execute("SELECT count(*) FROM items WHERE state = 'sent' "
                                     "AND marked IN ('no', 'failed')").fetchone()[0]

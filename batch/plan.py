@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from .checkpoint import Item, ItemState, Journal, SavedRow, done_earlier
+from .checkpoint import Item, ItemState, Journal
 from .config import Config
 from .model import Row, RowResult, Status, Table
 from .reader import paused_gc
+from .snapshot import SavedRow, done_earlier
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from .checkpoint import Journal
 from .model import Summary
 from .results import write_results
+from .snapshot import report_rows
 
 
 def print_status(checkpoint: Path, out: TextIO) -> None:
@@ -53,7 +54,7 @@ def _summary(last: dict[str, Any] | None, counts: Counter[str]) -> Summary:
 def rewrite_results(checkpoint: Path, output: Path) -> Path:
     """Write the results file again from the journal: saved cells overlaid with each row's current state."""
     with Journal.open_readonly(checkpoint) as journal:
-        headers, results = journal.report_rows()
+        headers, results = report_rows(journal)
         info = journal.status()
     real = [r for r in info["runs"] if not r["dry_run"]]
     summary = _summary(real[-1] if real else None, Counter(r.status.value for r in results))

@@ -18,7 +18,7 @@ from operator import attrgetter
 from pathlib import Path
 from types import FrameType
 
-from . import __version__, plan
+from . import __version__, plan, snapshot
 from .checkpoint import ItemState, Journal, set_aside
 from .config import Config
 from .errors import APIError, AuthError, CircuitOpenError, Interrupted, RunStopped
@@ -91,7 +91,7 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
         journal = Journal.open_readonly(checkpoint) if checkpoint.exists() else None
         try:
             the_plan, _, _ = _plan(table, config, opts, journal,
-                                   same_input=journal is not None and journal.rows_match(key))
+                                   same_input=journal is not None and snapshot.rows_match(journal, key))
         finally:
             if journal is not None:
                 journal.close()
@@ -109,13 +109,13 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
         if info.previous_input_sha256 and info.previous_input_sha256 != table.sha256:
             log.info("the input changed since the last run; rows are matched by partner, so only new ones are sent")
         # A resume of the same file need not write its rows again, nor validate those an earlier run finished.
-        the_plan, rows, settled = _plan(table, config, opts, journal, same_input=journal.keep_rows(key))
+        the_plan, rows, settled = _plan(table, config, opts, journal, same_input=snapshot.keep_rows(journal, key))
         results, tasks = the_plan.results, the_plan.tasks
         for ident in the_plan.lost:
             journal.finish(ident, state=ItemState.UNKNOWN, detail="in flight when an earlier run stopped")
         if settled is None:
-            journal.save_rows([(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells)
-                               for r in rows], key)
+            snapshot.save_rows(journal, [(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells)
+                                         for r in rows], key)
         if opts.limit is not None:
             tasks = tasks[: opts.limit]
         stopped: RunStopped | None = None
@@ -133,8 +133,10 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
 def _plan(table: Table, config: Config, opts: RunOptions, journal: Journal | None, *, same_input: bool
           ) -> tuple[plan.Plan, list[Row], plan.Settled | None]:
     """Validate and plan; with the same input as the saved snapshot, only the rows it does not settle."""
-    with paused_gc():  # a million tuples from the journal: see reader.paused_gc
-        settled = plan.settle(table, journal.saved_rows(), config) if journal is not None and same_input else None
+    settled = None
+    if journal is not None and same_input:
+        with paused_gc():  # a million tuples from the journal: see reader.paused_gc
+            settled = plan.settle(table, snapshot.saved_rows(journal), config)
     rows = validate_rows(table, config, skip=settled.results if settled is not None else ())
     the_plan = plan.plan(rows, config, journal, settled=settled, retry_failed=opts.retry_failed,
                          resend_unknown=opts.resend_unknown)
@@ -152,7 +154,7 @@ def _finish(summary: Summary, results: list[RowResult], table: Table, output: Pa
     summary.stopped = str(stopped) if stopped else ""
     write_results(output, table.headers, results, summary)
     if journal is not None:
-        journal.record_results(recorded)
+        snapshot.record_results(journal, recorded)
         journal.end_run(summary)
     if opts.summary_json is not None:
         data = summary.as_dict() | {"results": str(output)}

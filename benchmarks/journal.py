@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from batch import snapshot
 from batch.checkpoint import ItemState, Journal
 
 
@@ -51,7 +52,7 @@ def bulk(directory: Path, count: int) -> tuple[float, float, float, int]:
         rows = [(n + 2, f"{n:08d}", (f"{n:08d}", f"Company {n}", f"user{n}@example.com"))
                 for n in range(count)]
         start = time.perf_counter()
-        journal.save_rows(rows, "bench")
+        snapshot.save_rows(journal, rows, "bench")
         saved = time.perf_counter() - start
         assert journal._conn is not None
         journal._conn.execute("BEGIN")  # fill the items table in one go; per-row commits are measured above
@@ -65,7 +66,7 @@ def bulk(directory: Path, count: int) -> tuple[float, float, float, int]:
         read = time.perf_counter() - start
         assert len(items) == count
         start = time.perf_counter()
-        journal.report_rows()
+        snapshot.report_rows(journal)
         report = time.perf_counter() - start
     return saved, read, report, path.stat().st_size
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from batch import snapshot
 from batch.checkpoint import (
     IN_FLIGHT_DETAIL,
     SCHEMA_VERSION,
@@ -196,7 +197,7 @@ def test_commits_are_durable_on_power_loss(journal: Journal) -> None:
 def test_a_failed_write_leaves_no_transaction_open(journal: Journal) -> None:
     journal.begin("p1", step="invite")
     with pytest.raises(CheckpointError, match=r"partners\.checkpoint\.sqlite"):
-        journal.record_results([RowResult(2, (), Status.SENT),
+        snapshot.record_results(journal, [RowResult(2, (), Status.SENT),
                                 RowResult(3, (), Status.SENT, detail=None)])  # type: ignore[arg-type]
     assert journal._conn is not None
     assert journal._conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0  # rolled back whole
@@ -275,13 +276,13 @@ def test_another_programs_sqlite_file_is_refused(path: Path) -> None:
 def test_damage_inside_the_file_surfaces_as_checkpoint_error(path: Path) -> None:
     with Journal.open(path) as j:
         start(j)
-        j.save_rows([(n, f"p{n}", ("x" * 200, "y")) for n in range(2, 500)], "k")
+        snapshot.save_rows(j, [(n, f"p{n}", ("x" * 200, "y")) for n in range(2, 500)], "k")
     data = bytearray(path.read_bytes())
     page = 4096
     data[3 * page:len(data)] = b"\xa5" * (len(data) - 3 * page)  # every page past the third
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=path.name), Journal.open(path) as j:
-        j.report_rows()
+        snapshot.report_rows(j)
 
 
 def test_files_are_private(path: Path) -> None:
@@ -365,11 +366,12 @@ def test_a_stale_lock_file_does_not_block(path: Path) -> None:
 
 CRASH = """
     import os, signal, sys
+    from batch import snapshot
     from batch.checkpoint import ItemState, Journal
     j = Journal.open(sys.argv[1])
     j.start_run(input_path="in.csv", input_sha256="s", config_fingerprint="c", provider="invoicebox",
                 action="invite", headers=["email"])
-    j.save_rows([(2, "done", ("a@x.io",)), (3, "flying", ("b@x.io",))], "k")
+    snapshot.save_rows(j, [(2, "done", ("a@x.io",)), (3, "flying", ("b@x.io",))], "k")
     j.begin("done", step="invite")
     j.finish("done", state=ItemState.SENT, invitation_id="i-1", http_status=200)
     j.begin("flying", step="invite")
@@ -388,7 +390,7 @@ def test_kill_9_leaves_the_in_flight_item_and_a_free_lock(path: Path) -> None:
         assert (flying.state, flying.attempts, flying.step) == (ItemState.IN_FLIGHT, 1, "invite")
         done = j.get("done")
         assert done is not None and done.state is ItemState.SENT
-        headers, results = j.report_rows()
+        headers, results = snapshot.report_rows(j)
     assert headers == ["email"]
     assert [(r.status, r.detail) for r in results] == [
         (Status.SENT, ""), (Status.UNKNOWN, IN_FLIGHT_DETAIL)]
@@ -449,32 +451,33 @@ def test_start_run_tells_what_the_previous_run_was_given(path: Path, clock: Fake
 def test_keep_rows_reuses_the_snapshot_of_the_same_input_and_settings(path: Path) -> None:
     with Journal.open(path) as j:
         start(j)
-        assert not j.keep_rows("k")  # nothing saved yet
-        j.save_rows([(2, "p1", ("1", "a"))], "k")
-        j.record_results([RowResult(2, ("1", "a"), Status.FAILED, "refused")])
+        assert not snapshot.keep_rows(j, "k")  # nothing saved yet
+        snapshot.save_rows(j, [(2, "p1", ("1", "a"))], "k")
+        snapshot.record_results(j, [RowResult(2, ("1", "a"), Status.FAILED, "refused")])
     with Journal.open(path) as j:
         start(j)  # the same input and settings: the saved rows are this run's too
-        assert not j.keep_rows("other settings")
-        assert j.keep_rows("k") and j.rows_match("k") and not j.rows_match("other")
-        _, results = j.report_rows()
+        assert not snapshot.keep_rows(j, "other settings")
+        assert snapshot.keep_rows(j, "k")
+        assert snapshot.rows_match(j, "k") and not snapshot.rows_match(j, "other")
+        _, results = snapshot.report_rows(j)
         assert [(r.line, r.cells, r.status) for r in results] == [(2, ("1", "a"), Status.PENDING)]
         assert j.status()["runs"][-1]["id"] == 2 and j.status()["saved_rows"] == 1
     with Journal.open(path) as j:
         start(j, "c" * 64)  # another input (the runner's key names it): it must be saved anew
-        assert not j.keep_rows("another key")
+        assert not snapshot.keep_rows(j, "another key")
 
 
 def test_save_rows_needs_a_run_and_replaces_the_snapshot(path: Path) -> None:
     with Journal.open(path) as j:
         with pytest.raises(CheckpointError, match="start_run"):
-            j.save_rows([(2, "p1", ("1", "a"))], "k")
+            snapshot.save_rows(j, [(2, "p1", ("1", "a"))], "k")
         with pytest.raises(CheckpointError, match="no input rows"):
-            j.report_rows()
+            snapshot.report_rows(j)
         start(j)
-        j.save_rows([(2, "p1", ("1", "a")), (3, "p2", ("2", "b"))], "k")
-        j.record_results([RowResult(2, ("1", "a"), Status.FAILED, "refused")])
-        j.save_rows([(2, "p2", ("2", "b"))], "k")
-        _, results = j.report_rows()
+        snapshot.save_rows(j, [(2, "p1", ("1", "a")), (3, "p2", ("2", "b"))], "k")
+        snapshot.record_results(j, [RowResult(2, ("1", "a"), Status.FAILED, "refused")])
+        snapshot.save_rows(j, [(2, "p2", ("2", "b"))], "k")
+        _, results = snapshot.report_rows(j)
     assert [(r.line, r.cells, r.status) for r in results] == [(2, ("2", "b"), Status.PENDING)]
 
 
@@ -484,7 +487,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
         j.finish("p-old", state=ItemState.SENT, invitation_id="i0", marked="yes")
     with Journal.open(path, clock=clock) as j:
         start(j, "b" * 64)
-        j.save_rows([
+        snapshot.save_rows(j, [
             (2, "p-old", ("1", "old")),
             (3, None, ("", "bad")),
             (4, "p-sent", ("2", "sent")),
@@ -504,14 +507,14 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
         j.begin("p-rec", step="invite")
         j.finish("p-rec", state=ItemState.UNKNOWN, detail="timeout")
         # The run recorded only some lines before it stopped; a mark batch came after the results.
-        j.record_results([
+        snapshot.record_results(j, [
             RowResult(3, ("", "bad"), Status.INVALID, "code: required"),
             RowResult(8, ("5", "todo"), Status.PENDING),
             RowResult(9, ("6", "recorded"), Status.SENT, "recorded says sent", marked="no"),
         ])
         j.set_marked(["p-rec"], "yes")
     with Journal.open_readonly(path) as ro:
-        headers, results = ro.report_rows()
+        headers, results = snapshot.report_rows(ro)
     assert headers == HEADERS
     got = {r.line: (r.status, r.detail) for r in results}
     assert got == {
@@ -534,7 +537,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
 def test_status_counts_items_and_lists_runs(path: Path, clock: FakeClock) -> None:
     with Journal.open(path, clock=clock) as j:
         start(j, "s1")
-        j.save_rows([(2, "a", ("1", "a")), (3, None, ("", ""))], "k")
+        snapshot.save_rows(j, [(2, "a", ("1", "a")), (3, None, ("", ""))], "k")
         for ident, state in [("a", ItemState.SENT), ("b", ItemState.SENT), ("c", ItemState.FAILED)]:
             j.begin(ident, step="invite")
             j.finish(ident, state=state, marked="no" if ident == "a" else None)

@@ -16,7 +16,7 @@ import support
 import yaml
 
 import batch
-from batch import plan, runner
+from batch import plan, runner, snapshot
 from batch.checkpoint import ItemState, Journal
 from batch.config import Config, load_config
 from batch.model import RowResult, Status, Table
@@ -59,7 +59,7 @@ def wrong(code: str) -> str:
 def both_ways(table: Table, cfg: Config, journal: Journal, **flags: bool) -> tuple[plan.Plan, plan.Plan]:
     """The full path's plan and the fast path's, over the same table and journal."""
     full = plan.plan(validate_rows(table, cfg), cfg, journal, **flags)
-    settled = plan.settle(table, journal.saved_rows(), cfg)
+    settled = plan.settle(table, snapshot.saved_rows(journal), cfg)
     assert settled is not None
     fast = plan.plan(validate_rows(table, cfg, skip=settled.results), cfg, journal, settled=settled, **flags)
     return full, fast
@@ -78,7 +78,7 @@ def save_snapshot(journal: Journal, table: Table, cfg: Config) -> None:
     """What a run does at its start: record itself and the input's rows with their identities."""
     journal.start_run(input_path=table.path, input_sha256=table.sha256, config_fingerprint=cfg.fingerprint(),
                       provider=cfg.provider, action=cfg.action, headers=table.headers)
-    journal.save_rows([(r.line, plan.identity(r, cfg.provider) if r.valid else None, r.cells)
+    snapshot.save_rows(journal, [(r.line, plan.identity(r, cfg.provider) if r.valid else None, r.cells)
                        for r in validate_rows(table, cfg)], snapshot_key(table, cfg))
 
 
@@ -148,7 +148,7 @@ def test_a_snapshot_that_does_not_line_up_with_the_table_is_not_used(tmp_path: P
     cfg, table = invoicebox_input(tmp_path, "a@x.io", "b@x.io")
     with Journal.open(tmp_path / "p.sqlite") as journal:
         save_snapshot(journal, table, cfg)
-        saved = journal.saved_rows()
+        saved = snapshot.saved_rows(journal)
     assert plan.settle(table, saved, cfg) is not None
     assert plan.settle(table, saved[:1], cfg) is None  # a row missing
     shifted = [(line + 1, *rest) for line, *rest in saved]
@@ -220,7 +220,7 @@ def test_results_rows_of_settled_lines_carry_the_earlier_outcome(tmp_path: Path)
         journal.begin(f"{IB_PARTNER}|a@x.io", step="invite")
         journal.finish(f"{IB_PARTNER}|a@x.io", state=ItemState.SENT, http_status=200, request_id="req-1",
                        invitation_id="inv-1", attempts=2, sent_at="2026-01-02T03:04:05Z")
-        settled = plan.settle(table, journal.saved_rows(), cfg)
+        settled = plan.settle(table, snapshot.saved_rows(journal), cfg)
     assert settled is not None
     assert list(settled.results.values()) == [
         RowResult(2, ("a@x.io",), Status.SKIPPED, "sent in an earlier run", "", "inv-1", "", 200, 2, "req-1",
