@@ -289,8 +289,12 @@ class Journal:
             raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
                                   else f"checkpoint {path} is not a file")
         conn: sqlite3.Connection | None = None
+        # Where it may, the connection is opened read-write (and made query-only): a WAL database read through
+        # a read-only connection leaves its -wal and -shm files behind, where the last read-write connection to
+        # close folds the WAL in and removes both. SQLite's own locks keep that safe beside a running run.
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
         try:
-            conn = _connect(path, readonly=True)
+            conn = _connect(path, readonly=not writable)
             _check_version(conn, path, readonly=True)
             conn.execute("PRAGMA query_only=1")
         except BaseException as e:

@@ -232,6 +232,36 @@ def test_readonly_reads_but_never_writes(journal: Journal, path: Path) -> None:
     assert journal.get("p2") is None
 
 
+def test_reading_a_closed_checkpoint_leaves_no_wal_files_and_spares_a_live_one(path: Path) -> None:
+    with Journal.open(path) as j:
+        start(j)
+        j.begin("p1", step="invite")
+    assert not Path(f"{path}-wal").exists()
+    with Journal.open_readonly(path) as ro:  # status, report, a dry run
+        assert ro.status()["items_total"] == 1
+        with pytest.raises(CheckpointError, match="readonly"), ro.reading() as conn:  # query_only: no writes
+            conn.execute("DELETE FROM items")
+    assert not Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists()
+
+    with Journal.open(path) as live:  # a run is going on: a reader closing must not take its WAL away
+        live.finish("p1", state=ItemState.SENT)
+        with Journal.open_readonly(path) as ro:
+            assert ro.get("p1").state is ItemState.SENT  # type: ignore[union-attr]
+        assert Path(f"{path}-wal").exists()
+        live.begin("p2", step="invite")
+    with Journal.open_readonly(path) as ro:
+        assert {i.identity for i in ro.items().values()} == {"p1", "p2"}
+
+
+def test_a_checkpoint_that_may_not_be_written_is_still_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Journal.open(path) as j:
+        start(j)
+        j.begin("p1", step="invite")
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # another user's file, a read-only share
+    with Journal.open_readonly(path) as ro:
+        assert ro.get("p1") is not None
+
+
 def test_readonly_of_a_missing_file_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "nope.sqlite"
     with pytest.raises(CheckpointError, match="nope.sqlite") as exc:
