@@ -36,6 +36,7 @@ STATUS_COLOURS: dict[str, str | None] = {
 }
 
 MIN_WIDTH, MAX_WIDTH = 8, 60
+ROW_HEIGHT, MAX_DETAIL_LINES = 15, 8  # points a line (Calibri 11, XlsxWriter's default); longer shows clipped
 WIDTH_SAMPLE = 1000          # rows looked at to size columns: widths stay cheap for a million rows
 XLSX_MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
 
@@ -216,20 +217,25 @@ def _fill_results_sheet(
     n = len(headers)
     c_row, c_status, c_detail, c_pid, c_inv, c_marked, c_http, c_att, c_req, c_sent = range(n, n + 10)
 
-    # Every format made once; a cell only picks one by its first character.
-    quote = wb.add_format({"quote_prefix": True})
-    wrap = wb.add_format({"text_wrap": True, "valign": "top"})
-    wrap_quote = wb.add_format({"text_wrap": True, "valign": "top", "quote_prefix": True})
+    # Every format made once; a cell only picks one by its first character, and by whether its row is a tall
+    # one (a long detail), whose cells all align to the top as the wrapped detail does.
+    top = {"valign": "top"}
+    quote_of = {False: wb.add_format({"quote_prefix": True}), True: wb.add_format({"quote_prefix": True, **top})}
+    wrap = wb.add_format({"text_wrap": True, **top})
+    wrap_quote = wb.add_format({"text_wrap": True, "quote_prefix": True, **top})
     header = wb.add_format({"bold": True, "bottom": 1})
     header_quote = wb.add_format({"bold": True, "bottom": 1, "quote_prefix": True})
-    status_fmt: dict[str, Format | None] = {
-        s: wb.add_format({"bg_color": colour, "pattern": 1}) if colour else None
-        for s, colour in STATUS_COLOURS.items()
-    }
+    status_of: dict[bool, dict[str, Format | None]] = {
+        tall: {s: wb.add_format({"bg_color": colour, "pattern": 1, **(top if tall else {})}) if colour else None
+               for s, colour in STATUS_COLOURS.items()}
+        for tall in (False, True)}
+    top_row = wb.add_format(top)  # for the cells of a tall row written without a format of their own
 
     # constant_memory streams rows as written, so widths come from a sample before any row is written.
-    for col, width in enumerate(_widths(names, ordered, n)):
+    widths = _widths(names, ordered, n)
+    for col, width in enumerate(widths):
         ws.set_column(col, col, width)
+    per_line = widths[c_detail]
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, len(ordered), len(names) - 1)
 
@@ -239,12 +245,19 @@ def _fill_results_sheet(
     for col, name in enumerate(names):
         put(0, col, name, header_quote if name[:1] in risky else header)
     for r, res in enumerate(ordered, start=1):
+        tall = len(res.detail) > per_line
+        if tall:
+            # LibreOffice does not fit a row to its wrapped text when it opens the file, so a long detail
+            # would spill over the rows below: the row gets a height for its lines (before any cell, as
+            # constant_memory needs). Excel would have fitted it; the estimate errs on the roomy side.
+            ws.set_row(r, ROW_HEIGHT * min(_lines(res.detail, per_line), MAX_DETAIL_LINES), top_row)
+        quote = quote_of[tall]
         cells = res.cells if len(res.cells) == n else _fit(res.cells, n)
         for col, text in enumerate(cells):
             if text:
                 put(r, col, text, quote if text[0] in risky else None)
         num(r, c_row, res.line)
-        put(r, c_status, str(res.status), status_fmt.get(res.status))
+        put(r, c_status, str(res.status), status_of[tall].get(res.status))
         if text := res.detail:
             put(r, c_detail, text, wrap_quote if text[0] in risky else wrap)
         for col, text in ((c_pid, res.partner_id), (c_inv, res.invitation_id), (c_marked, res.marked),
@@ -352,6 +365,11 @@ def _widths(names: Sequence[str], ordered: Sequence[RowResult], n: int) -> list[
             if value and (size := _text_len(value)) > longest[col]:
                 longest[col] = size
     return [max(MIN_WIDTH, min(MAX_WIDTH, size + 2)) for size in longest]
+
+
+def _lines(text: str, per_line: int) -> int:
+    """Lines a wrapped cell of `per_line` characters needs for `text` (by characters: fonts differ)."""
+    return sum(max(1, -(-len(part) // per_line)) for part in text.split("\n"))
 
 
 def _close(wb: xlsxwriter.Workbook, tmp: Path) -> None:

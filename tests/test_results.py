@@ -223,6 +223,20 @@ def test_xlsx_column_widths_fit_within_bounds_and_detail_wraps(tmp_path: Path) -
     assert ws.cell(2, col_of(ws, "detail")).alignment.wrap_text is True
 
 
+def test_xlsx_a_long_detail_gets_a_row_tall_enough_for_its_lines_aligned_to_the_top(tmp_path: Path) -> None:
+    rows = [result(2, Status.FAILED, cells=("=1", "n", "e"), detail="x" * 150),  # 3 lines of the capped 60
+            result(3, Status.INVALID, detail="problem; " * 200),                  # very long: capped
+            result(4, Status.FAILED, detail="short"),
+            result(5, Status.FAILED, detail="line one\nline two\n" + "y" * 70)]   # its own breaks count too
+    ws = write_xlsx(tmp_path, rows)["Results"]
+    heights = {r: ws.row_dimensions[r].height for r in range(2, 6)}
+    assert heights == {2: 45, 3: 120, 4: None, 5: 60}  # 15 points a line; None: the default height
+    for col in (1, 2, col_of(ws, "status"), col_of(ws, "detail"), col_of(ws, "attempts")):
+        assert ws.cell(2, col).alignment.vertical == "top"
+    assert ws.cell(4, 2).alignment.vertical is None and ws.cell(4, col_of(ws, "status")).alignment.vertical is None
+    assert ws.cell(2, 1).quotePrefix and ws.cell(2, col_of(ws, "status")).fill.fill_type == "solid"
+
+
 def test_xlsx_column_widths_from_a_sample_of_many_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(results, "WIDTH_SAMPLE", 10)
     rows = [result(line, cells=("1", "n", "e")) for line in range(2, 102)]
