@@ -115,7 +115,7 @@ class ItemState(StrEnum):
     UNKNOWN = "unknown"
 
 
-_STATES = {s.value: s for s in ItemState}
+STATES = {s.value: s for s in ItemState}  # a state's text → its member, without Enum's lookup
 
 
 class Item(NamedTuple):
@@ -138,7 +138,7 @@ class Item(NamedTuple):
 
 def _item(r: Sequence[Any]) -> Item:
     """An Item from a row of the _ITEM_COLUMNS."""
-    return Item(r[0], _STATES[r[1]], *r[2:])
+    return Item(r[0], STATES[r[1]], *r[2:])
 
 
 @dataclass(frozen=True, slots=True)

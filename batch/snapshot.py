@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .checkpoint import IN_FLIGHT_DETAIL, ItemState, Journal
+from .checkpoint import IN_FLIGHT_DETAIL, STATES, ItemState, Journal
 from .errors import CheckpointError
 from .model import RowResult, Status
 
@@ -20,7 +20,6 @@ from .model import RowResult, Status
 # (None: no item yet), then partner_id, invitation_id, marked, http_status, attempts, request_id, sent_at.
 SavedRow = tuple[int, str | None, str | None, str, str, str, int | None, int, str, str]
 
-_STATES = {s.value: s for s in ItemState}
 _STATUS_OF = {ItemState.PENDING: Status.PENDING, ItemState.SENT: Status.SENT,
               ItemState.SKIPPED: Status.SKIPPED, ItemState.FAILED: Status.FAILED,
               ItemState.UNKNOWN: Status.UNKNOWN}
@@ -130,7 +129,7 @@ def report_rows(journal: Journal) -> tuple[list[str], list[RowResult]]:
 
 def _overlay(line: int, cells: tuple[str, ...], recorded: RowResult | None, item: Sequence[Any],
              rows_run: int) -> RowResult:
-    state = _STATES[item[0]]
+    state = STATES[item[0]]
     detail, partner_id, invitation_id, marked, http_status, attempts, request_id, sent_at, run = item[1:]
     if state is ItemState.IN_FLIGHT:
         status, detail = Status.UNKNOWN, IN_FLIGHT_DETAIL
