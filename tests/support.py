@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from batch.validation import edrpou_valid
+
+IB_PARTNER = "01771534-1a57-f184-dee3-ebeb91dded76"  # the Invoicebox partner write_config invites for
+FAST_RETRY = {"attempts": 4, "initial_wait": 0.01, "max_wait": 0.05, "max_retry_after": 1}
 
 
 def edrpou_codes(n: int, rng: random.Random) -> list[str]:
@@ -16,3 +23,22 @@ def edrpou_codes(n: int, rng: random.Random) -> list[str]:
         if code and code not in codes:
             codes.append(code)
     return codes
+
+
+def write_config(path: Path, url: str, provider: str = "edin", **sections: Any) -> Path:
+    """A config for `provider` at `url` (the sandbox's demo account, fast retries); `sections` override keys."""
+    data: dict[str, Any] = {"provider": provider, "base_url": url, "retry": dict(FAST_RETRY),
+                            "limits": {"workers": 4, "rate": []}}
+    if provider == "edin":
+        data["auth"] = {"email": "demo@example.com", "password": "demo-password"}
+        data["invite"] = {"contract_template_id": 5551}
+    else:
+        data["auth"] = {"token": "sandbox-token"}
+        data["invite"] = {"partner_id": IB_PARTNER}
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path

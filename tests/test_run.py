@@ -14,14 +14,13 @@ from typing import Any
 import openpyxl
 import pytest
 import xlsxwriter
-import yaml
 from stdnum.ua import edrpou
+from support import write_config
 
 from batch.cli import main
 from batch.sandbox import SandboxServer
 
 EDIN_HEADERS = ["ЄДРПОУ", "Назва", "Email"]
-FAST_RETRY = {"attempts": 4, "initial_wait": 0.01, "max_wait": 0.05, "max_retry_after": 1}
 
 
 def code(n: int) -> str:
@@ -56,24 +55,6 @@ def write_csv(path: Path, headers: Sequence[str], rows: Sequence[Sequence[str]],
         w = csv.writer(f, delimiter=";")
         w.writerow(headers)
         w.writerows(rows)
-    return path
-
-
-def write_config(path: Path, url: str, provider: str = "edin", **sections: Any) -> Path:
-    data: dict[str, Any] = {"provider": provider, "base_url": url, "retry": dict(FAST_RETRY),
-                            "limits": {"workers": 4, "rate": []}}
-    if provider == "edin":
-        data["auth"] = {"email": "demo@example.com", "password": "demo-password"}
-        data["invite"] = {"contract_template_id": 5551}
-    else:
-        data["auth"] = {"token": "sandbox-token"}
-        data["invite"] = {"partner_id": "01771534-1a57-f184-dee3-ebeb91dded76"}
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 
 

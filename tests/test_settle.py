@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import support
-import yaml
 
 import batch
 from batch import plan, runner, snapshot
@@ -26,22 +25,11 @@ from batch.runner import RunOptions, run_batch, snapshot_key
 from batch.sandbox import SandboxServer
 from batch.validation import validate_rows
 
-IB_PARTNER = "01771534-1a57-f184-dee3-ebeb91dded76"
+IB_PARTNER = support.IB_PARTNER
 
 
 def config(tmp_path: Path, provider: str, url: str = "https://edo.example.com", **invite: Any) -> Config:
-    data: dict[str, Any] = {"provider": provider, "base_url": url, "limits": {"workers": 2, "rate": []},
-                            "retry": {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.05}}
-    if provider == "edin":
-        data["auth"] = {"email": "demo@example.com", "password": "demo-password"}
-        data["invite"] = {"contract_template_id": 5551, **invite}
-    else:
-        data["auth"] = {"token": "sandbox-token"}
-        data["invite"] = {"partner_id": IB_PARTNER, **invite}
-    path = tmp_path / f"{provider}.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    path.chmod(0o600)
-    return load_config(path)
+    return load_config(support.write_config(tmp_path / f"{provider}.yaml", url, provider, invite=invite))
 
 
 def invoicebox_input(tmp_path: Path, *emails: str) -> tuple[Config, Table]:
