@@ -22,16 +22,18 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
 
+from .clock import SYSTEM, iso_utc
 from .errors import CheckpointError, CheckpointLockedError
-from .model import Summary
+from .model import RowResult, Status, Summary
+from .providers.base import Identity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: items.scope
 APPLICATION_ID = 0x49424350  # "IBCP": tells our checkpoints from any other SQLite file
 IN_FLIGHT_DETAIL = "in flight when the run stopped"
 STEPS = frozenset({"create", "invite", "mark"})
@@ -51,7 +53,8 @@ CREATE TABLE items (
     marked        TEXT NOT NULL DEFAULT '',
     sent_at       TEXT NOT NULL DEFAULT '',
     updated_at    TEXT NOT NULL,
-    run_id        INTEGER              -- the run whose begin/finish last changed the state
+    run_id        INTEGER,             -- the run whose begin/finish last changed the state
+    scope         TEXT NOT NULL DEFAULT ''  -- the identity's scope (providers.base.Identity)
 ) WITHOUT ROWID;
 CREATE TABLE runs (
     id                 INTEGER PRIMARY KEY,
@@ -89,19 +92,12 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- rows_run, row
 """
 
 _ITEM_COLUMNS = ("identity, state, step, partner_id, invitation_id, http_status, request_id, detail, "
-                 "attempts, marked, sent_at, updated_at")
+                 "attempts, marked, sent_at, updated_at, scope")
+# Schema 1 kept the scope only inside the identity's text (`code:…|tpl:…`): it is split out once, here.
+_MIGRATIONS = {1: "ALTER TABLE items ADD COLUMN scope TEXT NOT NULL DEFAULT ''; "
+                  "UPDATE items SET scope = substr(identity, instr(identity, '|') + 1) WHERE instr(identity, '|') > 0;"}
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    """`2024-05-01T10:15:00Z`; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ItemState(StrEnum):
@@ -134,6 +130,7 @@ class Item(NamedTuple):
     marked: str  # "" | "yes" | "no" | "failed"
     sent_at: str
     updated_at: str
+    scope: str
 
 
 def _item(r: Sequence[Any]) -> Item:
@@ -143,19 +140,88 @@ def _item(r: Sequence[Any]) -> Item:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """The run just recorded, and what the run before it (dry runs aside) was given."""
+    """The run just recorded."""
 
     run_id: int
     started_at: str
+    input_changed: bool  # the last real run before it was given another input
+
+
+class SavedRow(NamedTuple):
+    """A saved input line with its item's state and outcome (None/"" where the line has no item)."""
+
+    line: int
+    identity: str | None  # None: the row was invalid
+    state: str | None
+    partner_id: str
+    invitation_id: str
+    marked: str
+    http_status: int | None
+    attempts: int
+    request_id: str
+    sent_at: str
+
+
+class ItemOutcome(NamedTuple):
+    """An item's outcome as `report` reads it, with the run that last changed its state."""
+
+    state: ItemState
+    detail: str
+    partner_id: str
+    invitation_id: str
+    marked: str
+    http_status: int | None
+    attempts: int
+    request_id: str
+    sent_at: str
+    run_id: int | None
+
+
+class ReportRow(NamedTuple):
+    """A saved input line for `report`: its cells, the result the run recorded, and its item's outcome."""
+
+    line: int
+    identity: str | None
+    cells: tuple[str, ...]
+    recorded: RowResult | None
+    item: ItemOutcome | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One run as the journal keeps it."""
+
+    id: int
+    started: str
+    finished: str | None  # None: it never ended (killed) or is still running
+    pid: int
+    input_path: str
     input_sha256: str
-    previous_input_sha256: str | None
-    previous_input_path: str | None
-    previous_config_fingerprint: str | None
-    previous_finished: bool | None  # False: the previous run never ended (killed); None: no previous run
+    provider: str
+    action: str
+    dry_run: bool
+    counts: dict[str, int] | None
+    stopped: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalStatus:
+    """What `status` shows: items by state, owed marks, the saved input, facts found, the runs."""
+
+    items: dict[str, int]
+    unmarked: int
+    saved_rows: int
+    facts: dict[str, str]
+    runs: list[RunRecord]
 
     @property
-    def input_changed(self) -> bool:
-        return self.previous_input_sha256 is not None and self.previous_input_sha256 != self.input_sha256
+    def items_total(self) -> int:
+        return sum(self.items.values())
+
+    @property
+    def last_real_run(self) -> RunRecord | None:
+        real = [r for r in self.runs if not r.dry_run]
+        return real[-1] if real else None
 
 
 class _RunLock:
@@ -205,23 +271,30 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
 
 
-def _check_version(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> bool:
-    """Whether the file still needs its schema; raises when it is not a checkpoint this version reads."""
+def _check_version(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> int | None:
+    """The file's schema version (0: a new file that still needs its schema; None: this version's); raises
+    when it is not a checkpoint this version reads."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if app_id == 0 and version == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables == 0 and not readonly:
-            return True
+            return 0
         raise CheckpointError(f"{path} is not an invite-batch checkpoint")
     if app_id != APPLICATION_ID:
         raise CheckpointError(f"{path} is not an invite-batch checkpoint")
     if version > SCHEMA_VERSION:
         raise CheckpointError(f"{path} was written by a newer invite-batch (checkpoint schema {version}; "
                               f"this one reads schema {SCHEMA_VERSION}): upgrade, or start over with --fresh")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and version not in _MIGRATIONS:
         raise CheckpointError(f"{path} has an unknown checkpoint schema ({version})")
-    return False
+    return None if version == SCHEMA_VERSION else int(version)
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring an older checkpoint up to this version's schema, one step at a time, in one transaction."""
+    script = "".join(_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
+    conn.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
 
 class _Request:
@@ -247,6 +320,7 @@ class Journal:
         self._clock = clock
         self._mutex = threading.Lock()
         self._run_id: int | None = None
+        self._item_columns = _ITEM_COLUMNS
         # Group commit of the per-row writes (_write_one): requests queue here; one thread at a time leads.
         self._group = threading.Condition()
         self._queued: list[_Request] = []
@@ -254,7 +328,7 @@ class Journal:
 
     # ── opening and closing ─────────────────────────────────────────────────────────────────────
     @classmethod
-    def open(cls, path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> Journal:
+    def open(cls, path: str | Path, *, clock: Callable[[], datetime] = SYSTEM.now) -> Journal:
         """Open or create the checkpoint for a run, taking its run lock first."""
         path = Path(path)
         lock = _RunLock(path)
@@ -262,11 +336,14 @@ class Journal:
         try:
             cls._create_private(path)
             conn = _connect(path, readonly=False)
-            if _check_version(conn, path, readonly=False):
+            version = _check_version(conn, path, readonly=False)
+            if version == 0:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(
                     f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
                     f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            elif version is not None:
+                _migrate(conn, version)
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CheckpointError(f"{path}: the file system does not support SQLite's WAL mode")
             # FULL fsyncs the WAL at every commit, so an outcome survives power loss, not just a crash:
@@ -295,11 +372,14 @@ class Journal:
         writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
         try:
             conn = _connect(path, readonly=not writable)
-            _check_version(conn, path, readonly=True)
+            old = _check_version(conn, path, readonly=True)
             conn.execute("PRAGMA query_only=1")
         except BaseException as e:
             _abandon(path, conn, None, e)
-        return cls(path, conn, None, utc_now)
+        journal = cls(path, conn, None, SYSTEM.now)
+        if old is not None:  # an older schema, read as it is: the next run migrates it
+            journal._item_columns = _ITEM_COLUMNS.replace("scope", "'' AS scope")
+        return journal
 
     @staticmethod
     def _create_private(path: Path) -> None:
@@ -435,15 +515,15 @@ class Journal:
         return self._conn
 
     def _now(self) -> str:
-        return _iso(self._clock())
+        return iso_utc(self._clock())
 
     # ── runs ────────────────────────────────────────────────────────────────────────────────────
     def start_run(self, *, input_path: str, input_sha256: str, config_fingerprint: str, provider: str,
                   action: str, headers: Sequence[str], dry_run: bool = False) -> RunInfo:
-        """Record the start of a run; tell what the previous (non-dry) run was given."""
+        """Record the start of a run; tell whether the last real run was given another input."""
         now = self._now()
         with self.transaction() as conn:
-            prev = self._previous_run(conn, None)
+            prev = conn.execute("SELECT input_sha256 FROM runs WHERE dry_run = 0 ORDER BY id DESC LIMIT 1").fetchone()
             cur = conn.execute(
                 "INSERT INTO runs (started_at, pid, input_path, input_sha256, config_fingerprint, provider, "
                 "action, headers, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -452,33 +532,14 @@ class Journal:
             run_id = cur.lastrowid
         assert run_id is not None
         self._run_id = run_id
-        return RunInfo(
-            run_id=run_id, started_at=now, input_sha256=input_sha256,
-            previous_input_sha256=prev[0] if prev else None, previous_input_path=prev[1] if prev else None,
-            previous_config_fingerprint=prev[2] if prev else None,
-            previous_finished=(prev[3] is not None) if prev else None)
-
-    @staticmethod
-    def _previous_run(conn: sqlite3.Connection, before: int | None) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = conn.execute(
-            "SELECT input_sha256, input_path, config_fingerprint, finished_at FROM runs "
-            "WHERE dry_run = 0 AND id < ? ORDER BY id DESC LIMIT 1",
-            (before if before is not None else 2**62,)).fetchone()
-        return row
-
-    @property
-    def previous_input_sha256(self) -> str | None:
-        """The input SHA-256 of the last non-dry run before this one (the last one, before start_run)."""
-        with self.reading() as conn:
-            prev = self._previous_run(conn, self._run_id)
-        return prev[0] if prev else None
+        return RunInfo(run_id=run_id, started_at=now, input_changed=prev is not None and prev[0] != input_sha256)
 
     def end_run(self, summary: Summary) -> None:
         """Record the run's end and its counts."""
         run_id = self.require_run("end_run")
         with self.transaction() as conn:
             conn.execute("UPDATE runs SET finished_at = ?, counts = ?, stopped = ? WHERE id = ?",
-                         (_iso(summary.finished), json.dumps(dict(summary.counts)), summary.stopped, run_id))
+                         (iso_utc(summary.finished), json.dumps(dict(summary.counts)), summary.stopped, run_id))
 
     def require_run(self, what: str) -> int:
         if self._run_id is None:
@@ -489,46 +550,46 @@ class Journal:
     def items(self) -> dict[str, Item]:
         """Every item, by identity."""
         with self.reading() as conn:
-            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items").fetchall()
+            rows = conn.execute(f"SELECT {self._item_columns} FROM items").fetchall()
         return {r[0]: _item(r) for r in rows}
 
     def get(self, identity: str) -> Item | None:
         """One item, or None when this checkpoint has never seen the identity."""
         with self.reading() as conn:
-            r = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity = ?", (identity,)).fetchone()
+            r = conn.execute(f"SELECT {self._item_columns} FROM items WHERE identity = ?", (identity,)).fetchone()
         return _item(r) if r else None
 
     def items_of(self, identities: Collection[str]) -> dict[str, Item]:
         """The items of these identities (those the journal has), by identity."""
         with self.reading() as conn:
-            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE identity IN "
+            rows = conn.execute(f"SELECT {self._item_columns} FROM items WHERE identity IN "
                                 "(SELECT value FROM json_each(?))", (json.dumps(list(identities)),)).fetchall()
         return {r[0]: _item(r) for r in rows}
 
-    def begin(self, identity: str, *, step: str, partner_id: str = "") -> None:
+    def begin(self, identity: Identity, *, step: str, partner_id: str = "") -> None:
         """Commit the item as in flight (one more attempt) before its mutating request is sent."""
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; expected one of {sorted(STEPS)}")
         self._write_one(
-            "INSERT INTO items (identity, state, step, partner_id, attempts, updated_at, run_id) "
-            "VALUES (:identity, 'in_flight', :step, :partner_id, 1, :now, :run) "
+            "INSERT INTO items (identity, scope, state, step, partner_id, attempts, updated_at, run_id) "
+            "VALUES (:identity, :scope, 'in_flight', :step, :partner_id, 1, :now, :run) "
             "ON CONFLICT (identity) DO UPDATE SET state = 'in_flight', step = :step, "
             "partner_id = CASE WHEN :partner_id != '' THEN :partner_id ELSE partner_id END, "
             "attempts = attempts + 1, updated_at = :now, run_id = :run",
-            {"identity": identity, "step": step, "partner_id": partner_id, "now": self._now(),
-             "run": self._run_id})
+            {"identity": identity.key, "scope": identity.scope, "step": step, "partner_id": partner_id,
+             "now": self._now(), "run": self._run_id})
 
-    def record_partner(self, identity: str, partner_id: str) -> None:
+    def record_partner(self, identity: Identity, partner_id: str) -> None:
         """Commit a newly created partner's id, before it is invited, so it is never created twice."""
         if not partner_id:
             raise ValueError("record_partner needs a partner id")
         self._write_one(
-            "INSERT INTO items (identity, state, partner_id, updated_at) "
-            "VALUES (:identity, 'pending', :partner_id, :now) "
+            "INSERT INTO items (identity, scope, state, partner_id, updated_at) "
+            "VALUES (:identity, :scope, 'pending', :partner_id, :now) "
             "ON CONFLICT (identity) DO UPDATE SET partner_id = :partner_id, updated_at = :now",
-            {"identity": identity, "partner_id": partner_id, "now": self._now()})
+            {"identity": identity.key, "scope": identity.scope, "partner_id": partner_id, "now": self._now()})
 
-    def finish(self, identity: str, *, state: ItemState, detail: str = "", partner_id: str = "",
+    def finish(self, identity: Identity, *, state: ItemState, detail: str = "", partner_id: str = "",
                invitation_id: str = "", http_status: int | None = None, request_id: str = "",
                attempts: int | None = None, sent_at: str = "", marked: str | None = None) -> None:
         """Commit an item's outcome.
@@ -544,9 +605,9 @@ class Journal:
             raise ValueError(f"marked must be one of {sorted(MARKS)}, not {marked!r}")
         now = self._now()
         self._write_one(
-            "INSERT INTO items (identity, state, step, partner_id, invitation_id, http_status, "
+            "INSERT INTO items (identity, scope, state, step, partner_id, invitation_id, http_status, "
             "request_id, detail, attempts, marked, sent_at, updated_at, run_id) "
-            "VALUES (:identity, :state, '', :partner_id, :invitation_id, :http_status, :request_id, "
+            "VALUES (:identity, :scope, :state, '', :partner_id, :invitation_id, :http_status, :request_id, "
             ":detail, coalesce(:attempts, 0), "
             "coalesce(:marked, ''), coalesce(nullif(:sent_at, ''), :sent_default), :now, :run) "
             "ON CONFLICT (identity) DO UPDATE SET state = :state, step = '', "
@@ -558,7 +619,7 @@ class Journal:
             # run_id stays when the state does (a sent item only being marked): `report` tells this
             # run's sends from earlier ones by it.
             "updated_at = :now, run_id = CASE WHEN state = :state THEN run_id ELSE :run END",
-            {"identity": identity, "state": state.value, "partner_id": partner_id,
+            {"identity": identity.key, "scope": identity.scope, "state": state.value, "partner_id": partner_id,
              "invitation_id": invitation_id, "http_status": http_status, "request_id": request_id,
              "detail": detail, "attempts": attempts, "marked": marked, "sent_at": sent_at,
              "sent_default": now if state is ItemState.SENT else "", "now": now, "run": self._run_id})
@@ -575,37 +636,117 @@ class Journal:
     def unmarked(self) -> list[Item]:
         """Sent items whose status mark is still owed (edin: marked on the next run)."""
         with self.reading() as conn:
-            rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'sent' "
+            rows = conn.execute(f"SELECT {self._item_columns} FROM items WHERE state = 'sent' "
                                 "AND marked IN ('no', 'failed') ORDER BY identity").fetchall()
         return [_item(r) for r in rows]
 
+    # ── facts learnt about the provider ─────────────────────────────────────────────────────────
+    def fact(self, name: str) -> str | None:
+        """A finding kept once per checkpoint (e.g. which call sets EDIN's invitationDate); None before it."""
+        with self.reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"fact:{name}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_fact(self, name: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"fact:{name}", value))
+
+    # ── the input snapshot and per-line results (snapshot.py) ──────────────────────────────────
+    def save_rows(self, rows: Sequence[tuple[int, str | None, tuple[str, ...]]], key: str) -> None:
+        """Replace the saved input with this run's rows: (line, identity or None if invalid, cells)."""
+        run_id = self.require_run("save_rows")
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM rows")
+            conn.execute("DELETE FROM results")
+            conn.executemany("INSERT INTO rows (line, identity, cells) VALUES (?, ?, ?)",
+                             [(line, ident, json.dumps(list(cells), ensure_ascii=False))
+                              for line, ident, cells in rows])
+            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             [("rows_run", str(run_id)), ("rows_key", key)])
+
+    def keep_rows(self, key: str) -> bool:
+        """Make the saved input this run's without rewriting it when it was saved under `key`; False when not."""
+        run_id = self.require_run("keep_rows")
+        with self.transaction() as conn:
+            if not _rows_key_is(conn, key):
+                return False
+            conn.execute("DELETE FROM results")  # as save_rows: a killed run reports from the items
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rows_run', ?)", (str(run_id),))
+        return True
+
+    def rows_saved_under(self, key: str) -> bool:
+        """Whether the saved input was saved under `key` (keep_rows without keeping: for a dry run)."""
+        with self.reading() as conn:
+            return _rows_key_is(conn, key)
+
+    def saved_rows(self) -> list[SavedRow]:
+        """The saved input's lines in order, each with its identity and its item's state and outcome."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                "SELECT r.line, r.identity, i.state, i.partner_id, i.invitation_id, i.marked, i.http_status, "
+                "i.attempts, i.request_id, i.sent_at FROM rows r LEFT JOIN items i ON i.identity = r.identity "
+                "ORDER BY r.line").fetchall()
+        return list(map(SavedRow._make, rows))
+
+    def record_results(self, results: Sequence[RowResult]) -> None:
+        """Record (or update) this run's per-line outcomes."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO results (line, status, detail, partner_id, invitation_id, marked, "
+                "http_status, attempts, request_id, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # str() of a Status is its value (StrEnum), without Enum's Python-level lookups: 100k rows a run.
+                [(r.line, str(r.status), r.detail, r.partner_id, r.invitation_id, r.marked,
+                  r.http_status, r.attempts, r.request_id, r.sent_at) for r in results])
+
+    def report_rows(self) -> tuple[list[str], int, list[ReportRow]]:
+        """The saved input's headers, the run that saved it, and each line with its recorded result and item."""
+        with self.reading() as conn:
+            meta = conn.execute("SELECT value FROM meta WHERE key = 'rows_run'").fetchone()
+            if meta is None:
+                raise CheckpointError(f"checkpoint {self.path} holds no input rows to report yet")
+            run_id = int(meta[0])
+            headers = json.loads(conn.execute("SELECT headers FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            rows = conn.execute(
+                "SELECT r.line, r.identity, r.cells, s.status, s.detail, s.partner_id, s.invitation_id, "
+                "s.marked, s.http_status, s.attempts, s.request_id, s.sent_at, "
+                "i.state, i.detail, i.partner_id, i.invitation_id, i.marked, i.http_status, i.attempts, "
+                "i.request_id, i.sent_at, i.run_id "
+                "FROM rows r LEFT JOIN results s USING (line) LEFT JOIN items i ON i.identity = r.identity "
+                "ORDER BY r.line").fetchall()
+        out = []
+        for r in rows:
+            line, cells = r[0], tuple(json.loads(r[2]))
+            recorded = None if r[3] is None else RowResult(
+                line, cells, Status(r[3]), detail=r[4], partner_id=r[5], invitation_id=r[6], marked=r[7],
+                http_status=r[8], attempts=r[9], request_id=r[10], sent_at=r[11])
+            item = None if r[12] is None else ItemOutcome(
+                state=STATES[r[12]], detail=r[13], partner_id=r[14], invitation_id=r[15], marked=r[16],
+                http_status=r[17], attempts=r[18], request_id=r[19], sent_at=r[20], run_id=r[21])
+            out.append(ReportRow(line, r[1], cells, recorded, item))
+        return headers, run_id, out
+
     # ── status ──────────────────────────────────────────────────────────────────────────────────
-    def status(self) -> dict[str, Any]:
-        """Counts by item state, the input fingerprint, and every run with its start, end and counts."""
+    def status(self) -> JournalStatus:
+        """Counts by item state, the facts found, and every run with its start, end and counts."""
         with self.reading() as conn:
             by_state = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall())
             unmarked = conn.execute("SELECT count(*) FROM items WHERE state = 'sent' "
                                     "AND marked IN ('no', 'failed')").fetchone()[0]
             saved_rows = conn.execute("SELECT count(*) FROM rows").fetchone()[0]
-            runs = conn.execute("SELECT id, started_at, finished_at, pid, input_path, input_sha256, "
-                                "provider, action, dry_run, counts, stopped FROM runs ORDER BY id").fetchall()
-        run_dicts = [
-            {"id": r[0], "started": r[1], "finished": r[2], "pid": r[3], "input_path": r[4],
-             "input_sha256": r[5], "provider": r[6], "action": r[7], "dry_run": bool(r[8]),
-             "counts": json.loads(r[9]) if r[9] else None, "stopped": r[10]}
-            for r in runs]
-        real = [r for r in run_dicts if not r["dry_run"]] or run_dicts
-        return {
-            "path": str(self.path),
-            "schema_version": SCHEMA_VERSION,
-            "items": {s.value: by_state.get(s.value, 0) for s in ItemState},
-            "items_total": sum(by_state.values()),
-            "unmarked": unmarked,
-            "saved_rows": saved_rows,
-            "input": {"sha256": real[-1]["input_sha256"], "path": real[-1]["input_path"]} if real else None,
-            "last_run": run_dicts[-1] if run_dicts else None,
-            "runs": run_dicts,
-        }
+            facts = dict(conn.execute("SELECT substr(key, 6), value FROM meta WHERE key LIKE 'fact:%' "
+                                      "ORDER BY key").fetchall())
+            runs = [RunRecord(id=r[0], started=r[1], finished=r[2], pid=r[3], input_path=r[4], input_sha256=r[5],
+                              provider=r[6], action=r[7], dry_run=bool(r[8]),
+                              counts=json.loads(r[9]) if r[9] else None, stopped=r[10])
+                    for r in conn.execute("SELECT id, started_at, finished_at, pid, input_path, input_sha256, "
+                                          "provider, action, dry_run, counts, stopped FROM runs ORDER BY id")]
+        return JournalStatus(items={s.value: by_state.get(s.value, 0) for s in ItemState}, unmarked=unmarked,
+                       saved_rows=saved_rows, facts=facts, runs=runs)
+
+
+def _rows_key_is(conn: sqlite3.Connection, key: str) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'rows_key'").fetchone()
+    return row is not None and row[0] == key
 
 
 def _abandon(path: Path, conn: sqlite3.Connection | None, lock: _RunLock | None, error: BaseException) -> NoReturn:
@@ -619,7 +760,7 @@ def _abandon(path: Path, conn: sqlite3.Connection | None, lock: _RunLock | None,
     raise error
 
 
-def set_aside(path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> Path | None:
+def set_aside(path: str | Path, *, clock: Callable[[], datetime] = SYSTEM.now) -> Path | None:
     """Rename the checkpoint to `<name>.<UTC timestamp>.sqlite` for --fresh; None when there is none."""
     path = Path(path)
     if not path.exists():
@@ -628,7 +769,7 @@ def set_aside(path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> P
     try:
         _fold_wal(path)
         stem = path.stem if path.suffix == ".sqlite" else path.name
-        stamp = _iso(clock()).replace("-", "").replace(":", "")
+        stamp = iso_utc(clock()).replace("-", "").replace(":", "")
         target = path.with_name(f"{stem}.{stamp}.sqlite")
         n = 1
         while target.exists():

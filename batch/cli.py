@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tpl = sub.add_parser("template", help="an empty input file with the expected headers", formatter_class=fmt,
                          epilog="example:\n  invite-batch template edin -o partners.xlsx")
-    tpl.add_argument("provider", choices=("edin", "invoicebox"))
+    tpl.add_argument("provider", metavar="PROVIDER", help="a registered provider, as in the config's `provider:`")
     tpl.add_argument("-o", "--output", type=Path, required=True, help="file to write (.xlsx or .csv)")
     _logging_options(tpl)
 
@@ -172,9 +172,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_template(args: argparse.Namespace) -> int:
+    from .providers import get
     from .results import write_template
 
-    write_template(args.provider, args.output)
+    write_template(get(args.provider), args.output)
     log.info("template written to %s", args.output)
     return 0
 

@@ -7,22 +7,21 @@ import ipaddress
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from . import providers
 from .errors import ConfigError
+from .providers.base import Provider, Secrets
 
-PROVIDERS = ("edin", "invoicebox")
-DEFAULT_BASE_URLS = {"edin": "https://doc.edin.ua", "invoicebox": "https://api.invoicebox.ru"}
-# Documented (invoicebox) or conservative (edin: none documented, the provider page says 5/s).
-DEFAULT_RATES = {"edin": ("5/s",), "invoicebox": ("100/30s",)}
 EXCEL_MAX_ROWS = 1_048_575
+DEFAULT_WORKERS = 4
+AMBIGUOUS_CHOICES = ("never", "resend")
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
@@ -54,28 +53,6 @@ def parse_rate(spec: str) -> RateWindow:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Auth:
-    email: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.password, self.token) if s)
-
-
-@dataclass(frozen=True, kw_only=True)
-class InviteOptions:
-    contract_template_id: int | None = None
-    owner_company_id: int | None = None
-    create_missing_partners: bool = True
-    skip_already_invited: bool = True
-    mark_status: bool = True
-    status_batch_size: int = 100
-    partner_id: str | None = None  # invoicebox: the integrator's partnerId
-    type: str = "email"
-
-
-@dataclass(frozen=True, kw_only=True)
 class Timeouts:
     connect: float = 5.0
     read: float = 30.0
@@ -83,7 +60,7 @@ class Timeouts:
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    workers: int = 4
+    workers: int = DEFAULT_WORKERS
     rate: tuple[RateWindow, ...] = ()
     timeout: Timeouts = Timeouts()
     max_rows: int = EXCEL_MAX_ROWS
@@ -97,6 +74,7 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 30.0
     max_retry_after: float = 120.0
+    ambiguous: str = "never"  # never | resend: what to do with a change that may have happened (SPEC §7)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,11 +91,11 @@ class SandboxOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    provider: Literal["edin", "invoicebox"]
-    action: Literal["invite", "mark"] = "invite"
+    provider: str  # a registered provider's name (batch.providers)
+    action: str = "invite"
     base_url: str
-    auth: Auth
-    invite: InviteOptions = InviteOptions()
+    auth: Secrets  # the provider's own settings, parsed by its profile
+    invite: Any
     columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     limits: Limits = Limits()
     retry: RetryPolicy = RetryPolicy()
@@ -125,6 +103,10 @@ class Config:
     sandbox: SandboxOptions = SandboxOptions()
     ca_bundle: str | None = None
     source: str = ""
+
+    @property
+    def profile(self) -> Provider:
+        return providers.get(self.provider)
 
     @property
     def embedded(self) -> bool:
@@ -138,7 +120,8 @@ class Config:
         data = asdict(self)
         data.pop("auth", None)
         data.pop("source", None)
-        data["auth_email"] = self.auth.email
+        # Who logs in changes what the provider holds; secrets (the fields kept out of repr) stay out.
+        data["auth"] = {f.name: getattr(self.auth, f.name) for f in fields(self.auth) if f.repr}  # type: ignore[arg-type]
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -180,7 +163,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-class _Section:
+class Section:
     """Typed reads from one mapping; unknown keys reported when done."""
 
     def __init__(self, data: Any, path: str, problems: _Problems) -> None:
@@ -197,11 +180,18 @@ class _Section:
         self.seen.add(key)
         return self.data.get(key)
 
+    def key(self, key: str) -> str:
+        """The full path of one of this section's keys, for a problem."""
+        return _join(self.path, key)
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.add(self.key(key) if key else self.path, message)
+
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
 
-    def section(self, key: str) -> _Section:
-        return _Section(self._get(key), _join(self.path, key), self.problems)
+    def section(self, key: str) -> Section:
+        return Section(self._get(key), _join(self.path, key), self.problems)
 
     def _typed(self, key: str, default: Any, conv: Callable[[Any], Any], what: str) -> Any:
         raw = self._get(key)
@@ -310,25 +300,28 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     """Build a Config from parsed YAML; raise ConfigError listing every problem."""
     problems = _Problems()
     data = expand_env(data, os.environ if env is None else env, problems)
-    top = _Section(data, "", problems)
+    top = Section(data, "", problems)
 
     provider = top.text("provider")
-    if provider not in PROVIDERS:
-        problems.add("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
-        provider = "edin"
+    profile = providers.providers().get(provider or "")
+    if profile is None:
+        problems.add("provider", f"must be one of {', '.join(providers.names())}, got {provider!r}")
+        top.finish()
+        raise ConfigError(problems.items, source)
     action = top.text("action", "invite")
-    allowed = ("invite", "mark") if provider == "edin" else ("invite",)
-    if action not in allowed:
-        problems.add("action", f"must be {' or '.join(allowed)} for {provider}, got {action!r}")
+    if action not in profile.actions:
+        problems.add("action", f"must be {' or '.join(profile.actions)} for {profile.name}, got {action!r}")
         action = "invite"
-    base_url = top.text("base_url", DEFAULT_BASE_URLS[provider]) or ""
+    base_url = top.text("base_url", profile.default_base_url) or ""
     if (problem := check_base_url(base_url)) is not None:
         problems.add("base_url", problem)
 
-    auth = _auth(top.section("auth"), provider)
-    invite = _invite(top.section("invite"), provider)
-    columns = _columns(top.section("columns"))
-    limits = _limits(top.section("limits"), provider, top)
+    auth_section, invite_section = top.section("auth"), top.section("invite")
+    auth, invite = profile.parse_settings(auth_section, invite_section, action)
+    auth_section.finish()
+    invite_section.finish()
+    columns = _columns(top.section("columns"), profile.field_names)
+    limits = _limits(top.section("limits"), profile.default_rate, top)
     retry = _retry(top.section("retry"))
     stop_after = top.integer("stop_after_consecutive_failures", 20) or 20
     sandbox = _sandbox(top.section("sandbox"))
@@ -340,8 +333,8 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     if problems.items:
         raise ConfigError(problems.items, source)
     return Config(
-        provider=provider,  # type: ignore[arg-type]
-        action=action,  # type: ignore[arg-type]
+        provider=profile.name,
+        action=action,
         base_url=base_url.rstrip("/"),
         auth=auth,
         invite=invite,
@@ -355,72 +348,13 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     )
 
 
-def _auth(s: _Section, provider: str) -> Auth:
-    email, password, token = s.text("email"), s.text("password"), s.text("token")
-    if provider == "edin":
-        for key, value in (("email", email), ("password", password)):
-            if not value:
-                s.problems.add(_join(s.path, key), "is required for edin")
-        if token is not None:
-            s.problems.add(_join(s.path, "token"), "is for invoicebox; edin logs in with email + password")
-    else:
-        if not token:
-            s.problems.add(_join(s.path, "token"), "is required for invoicebox")
-        for key, value in (("email", email), ("password", password)):
-            if value is not None:
-                s.problems.add(_join(s.path, key), "is for edin; invoicebox uses a token")
-    s.finish()
-    return Auth(email=email, password=password, token=token)
-
-
-def _invite(s: _Section, provider: str) -> InviteOptions:
-    edin_keys = ("contract_template_id", "owner_company_id", "create_missing_partners",
-                 "skip_already_invited", "mark_status", "status_batch_size")
-    foreign = ("partner_id", "type") if provider == "edin" else edin_keys
-    for key in foreign:
-        if s.has(key):
-            s.seen.add(key)
-            s.problems.add(_join(s.path, key), f"is not an option for {provider}")
-    opts = InviteOptions(
-        contract_template_id=s.integer("contract_template_id"),
-        owner_company_id=s.integer("owner_company_id"),
-        create_missing_partners=s.flag("create_missing_partners", True),
-        skip_already_invited=s.flag("skip_already_invited", True),
-        mark_status=s.flag("mark_status", True),
-        status_batch_size=s.integer("status_batch_size", 100) or 100,
-        partner_id=s.text("partner_id"),
-        type=s.text("type", "email") or "email",
-    )
-    if opts.contract_template_id is not None and opts.owner_company_id is not None:
-        s.problems.add(s.path, "give contract_template_id or owner_company_id, not both")
-    if provider == "invoicebox":
-        if opts.partner_id is not None and not _is_uuid(opts.partner_id):
-            s.problems.add(_join(s.path, "partner_id"), f"must be a UUID (36 characters), got {opts.partner_id!r}")
-        if opts.type != "email":
-            s.problems.add(_join(s.path, "type"), f"only 'email' is documented, got {opts.type!r}")
-    s.finish()
-    return opts
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
-COLUMN_FIELDS = ("partner_id", "code", "name", "email", "contact_person", "phone", "comment",
-                 "contract_template_id", "owner_company_id")
-
-
-def _columns(s: _Section) -> dict[str, tuple[str, ...]]:
+def _columns(s: Section, fields: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for key, value in s.data.items():
         s.seen.add(key)
         path = _join(s.path, str(key))
-        if key not in COLUMN_FIELDS:
-            s.problems.add(path, f"unknown field; fields are {', '.join(COLUMN_FIELDS)}")
+        if key not in fields:
+            s.problems.add(path, f"unknown field; fields are {', '.join(fields)}")
             continue
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
@@ -430,15 +364,15 @@ def _columns(s: _Section) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _limits(s: _Section, provider: str, top: _Section) -> Limits:
+def _limits(s: Section, default_rate: tuple[str, ...], top: Section) -> Limits:
     t = s.section("timeout")
     timeouts = Timeouts(connect=t.number("connect", 5.0, minimum=0.001), read=t.number("read", 30.0, minimum=0.001))
     t.finish()
     # max_rows is also accepted at the top level, where an operator may well look for it first.
     max_rows = top.integer("max_rows") or s.integer("max_rows", EXCEL_MAX_ROWS) or EXCEL_MAX_ROWS
     limits = Limits(
-        workers=s.integer("workers", 4) or 4,
-        rate=s.rates("rate", tuple(parse_rate(r) for r in DEFAULT_RATES[provider])),
+        workers=s.integer("workers", DEFAULT_WORKERS) or DEFAULT_WORKERS,
+        rate=s.rates("rate", tuple(parse_rate(r) for r in default_rate)),
         timeout=timeouts,
         max_rows=max_rows,
         max_cell_length=s.integer("max_cell_length", 32_767) or 32_767,
@@ -450,18 +384,21 @@ def _limits(s: _Section, provider: str, top: _Section) -> Limits:
     return limits
 
 
-def _retry(s: _Section) -> RetryPolicy:
+def _retry(s: Section) -> RetryPolicy:
     policy = RetryPolicy(
         attempts=s.integer("attempts", 5) or 5,
         initial_wait=s.number("initial_wait", 0.5),
         max_wait=s.number("max_wait", 30.0),
         max_retry_after=s.number("max_retry_after", 120.0),
+        ambiguous=s.text("ambiguous", "never") or "never",
     )
+    if policy.ambiguous not in AMBIGUOUS_CHOICES:
+        s.problem("ambiguous", f"must be {' or '.join(AMBIGUOUS_CHOICES)}, got {policy.ambiguous!r}")
     s.finish()
     return policy
 
 
-def _sandbox(s: _Section) -> SandboxOptions:
+def _sandbox(s: Section) -> SandboxOptions:
     opts = SandboxOptions(
         latency_ms=s.number("latency_ms", 0.0),
         error_rate=s.number("error_rate", 0.0, maximum=1.0),

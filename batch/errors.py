@@ -6,15 +6,17 @@
     ├── InputFileError               the input file as a whole is unusable    2
     ├── CheckpointError              the checkpoint cannot be used            2
     ├── CheckpointLockedError        another run holds the checkpoint         4
+    ├── OutputError                  an output file cannot be written         2
     ├── RunStopped                   stopped early; run again to resume       3
     │   ├── AuthError                login failed (bad credentials, captcha)  3
     │   ├── CircuitOpenError         too many consecutive failures            3
     │   ├── UnreachableError         no safe connection (TLS, bad URL)        3
+    │   ├── ResultsNotWritten        sent, but the results file failed        3
     │   └── Interrupted              SIGINT / SIGTERM                         3
     └── APIError                     one HTTP exchange went wrong (row-level)
-        ├── RetriableAPIError        429, 5xx, connect errors: try again
+        ├── RetriableAPIError        429, 503 (500/502/504 on reads), connect errors: try again
         ├── FatalAPIError            other 4xx: the row fails at once
-        ├── AmbiguousAPIError        maybe processed, no answer: never blindly resent
+        ├── AmbiguousAPIError        maybe processed (a drop, a timeout, 500/502/504 on a change)
         └── SessionExpiredError      EDIN session gone: log in again once
 
 APIError subclasses are caught by the runner and turned into row outcomes; they reach
@@ -55,6 +57,10 @@ class CheckpointError(InviteBatchError):
     """The checkpoint file cannot be used."""
 
 
+class OutputError(InviteBatchError):
+    """A results, template or metrics file cannot be written (a missing folder, no permission, a full disk)."""
+
+
 class CheckpointLockedError(InviteBatchError):
     """Another run holds the checkpoint's lock."""
 
@@ -77,6 +83,10 @@ class CircuitOpenError(RunStopped):
 
 class UnreachableError(RunStopped):
     """No request can reach the provider safely (an untrusted certificate, a bad URL): every row would fail."""
+
+
+class ResultsNotWritten(RunStopped):
+    """The run worked its rows but could not write the results file; the checkpoint holds every outcome."""
 
 
 class Interrupted(RunStopped):
@@ -106,7 +116,7 @@ class APIError(InviteBatchError):
 
 
 class RetriableAPIError(APIError):
-    """Worth another try: 429, 500/502/503/504, a connection refused before sending."""
+    """Worth another try: 429 and 503; 500/502/504 to a request that changes nothing; no connection made."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -118,7 +128,8 @@ class FatalAPIError(APIError):
 
 
 class AmbiguousAPIError(APIError):
-    """The request may have been processed but no answer came (timeout or drop after sending)."""
+    """The request may have been processed: no answer came (a timeout or drop after sending), a 500/502/504 or an
+    unrecognised error answered a request that changes something. Never simply repeated (SPEC §7)."""
 
 
 class SessionExpiredError(APIError):

@@ -6,6 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .providers.base import Identity
 
 
 class Status(StrEnum):
@@ -54,10 +58,17 @@ class Row:
     values: dict[str, str]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    identity: Identity | None = None  # a valid row's, set once by validation (plan may resolve it further)
 
     @property
     def valid(self) -> bool:
         return not self.problems
+
+
+# The result columns after the input's own (SPEC §5), in order, each with the RowResult attribute it shows.
+RESULT_COLUMNS = (("row", "line"), ("status", "status"), ("detail", "detail"), ("partner_id", "partner_id"),
+                  ("invitation_id", "invitation_id"), ("marked", "marked"), ("http_status", "http_status"),
+                  ("attempts", "attempts"), ("request_id", "request_id"), ("sent_at", "sent_at"))
 
 
 @dataclass(slots=True)

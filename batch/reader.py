@@ -20,27 +20,7 @@ import python_calamine
 
 from .errors import InputFileError
 from .model import RawRow, Table
-
-# Matched after normalise_header(): case, spaces, "_", "-" and "." do not count.
-HEADER_ALIASES: dict[str, tuple[str, ...]] = {
-    "partner_id": ("partner_id", "partnerId", "ID контрагента", "ID партнера", "Ідентифікатор партнера",
-                   "Идентификатор партнера"),
-    "code": ("code", "edrpou", "ЄДРПОУ", "Код ЄДРПОУ", "ЕДРПОУ", "ЕГРПОУ", "Код ЕГРПОУ", "РНОКПП", "ІПН", "ИНН"),
-    "name": ("name", "company", "Назва", "Найменування", "Название", "Наименование"),
-    "email": ("email", "e-mail", "identifier", "Ел. пошта", "Електронна пошта", "Электронная почта", "Почта"),
-    "contact_person": ("contact_person", "contact", "Контактна особа", "Контактное лицо", "ПІБ", "ФИО"),
-    "phone": ("phone", "Телефон"),
-    "comment": ("comment", "Коментар", "Комментарий", "Примітка", "Примечание"),
-    "contract_template_id": ("contract_template_id", "template_id", "Шаблон"),
-    "owner_company_id": ("owner_company_id", "company_id"),
-}
-
-PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
-    "edin": tuple(HEADER_ALIASES),
-    "invoicebox": ("email", "partner_id"),
-}
-# A file must have a column for at least one of these fields.
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"edin": ("partner_id", "code"), "invoicebox": ("email",)}
+from .providers.base import Field
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
@@ -69,16 +49,19 @@ def normalise_header(text: str) -> str:
 def read_table(
     path: str | Path,
     *,
-    provider: str,
+    fields: Sequence[Field],
+    required: Sequence[str],
     sheet: str | None = None,
     aliases: Mapping[str, Sequence[str]] | None = None,
     max_rows: int = 1_048_575,
     max_cell_length: int = 32_767,
     max_file_size: int = 200 * 1024 * 1024,
 ) -> Table:
-    """Read a CSV/XLSX/XLS/ODS file into text cells; InputFileError (one line) when the file is unusable."""
-    if provider not in PROVIDER_FIELDS:
-        raise ValueError(f"unknown provider {provider!r}")  # a caller's bug, not the file's
+    """Read a CSV/XLSX/XLS/ODS file into text cells; InputFileError (one line) when the file is unusable.
+
+    `fields` are the provider's input fields (their built-in header aliases); a file must have a column for
+    at least one of `required`; `aliases` are the config's extra headers per field.
+    """
     p = Path(path)
     name = str(path)
     suffix = p.suffix.lower()
@@ -96,7 +79,7 @@ def read_table(
                                  " use .csv, .xlsx, .xls or .ods")
         if size == 0:
             raise InputFileError(f"{name}: the file is empty")
-        builder = _Builder(name, provider, aliases or {}, max_rows)
+        builder = _Builder(name, fields, required, aliases or {}, max_rows)
         if suffix in TEXT_SUFFIXES:
             return _read_csv(p, builder, max_cell_length)
         return _read_workbook(p, builder, sheet, max_cell_length)
@@ -123,9 +106,11 @@ def paused_gc() -> Iterator[None]:
 class _Builder:
     """Turns records (header first, blank rows included) into a Table; shared by CSV and workbooks."""
 
-    def __init__(self, name: str, provider: str, aliases: Mapping[str, Sequence[str]], max_rows: int) -> None:
+    def __init__(self, name: str, fields: Sequence[Field], required: Sequence[str],
+                 aliases: Mapping[str, Sequence[str]], max_rows: int) -> None:
         self.name, self.where = name, name
-        self.provider, self.aliases, self.max_rows = provider, aliases, max_rows
+        self.builtin = {f.name: f.aliases for f in fields}
+        self.required, self.aliases, self.max_rows = tuple(required), aliases, max_rows
 
     def build(self, records: Iterable[Sequence[str]], *, sheet: str | None, sha256: str,
               stripped: bool) -> Table:
@@ -163,10 +148,9 @@ class _Builder:
 
     def map_headers(self, headers: tuple[str, ...]) -> dict[str, int]:
         """Field → column index; duplicate or missing columns are errors."""
-        allowed = PROVIDER_FIELDS[self.provider]
-        lookup = {normalise_header(a): f for f in allowed for a in HEADER_ALIASES[f]}
+        lookup = {normalise_header(a): f for f, names in self.builtin.items() for a in names}
         for alias_field, names in self.aliases.items():  # the config's aliases win over built-in ones
-            if alias_field in allowed:
+            if alias_field in self.builtin:
                 lookup.update((normalise_header(a), alias_field) for a in names)
         fields: dict[str, int] = {}
         by_text: dict[str, int] = {}
@@ -185,10 +169,10 @@ class _Builder:
                 raise InputFileError(f'{self.where}: columns {_col(j)} "{headers[j]}" and {_col(i)} "{h}" both hold'
                                      f" the {field} field; keep one")
             fields[field] = i
-        required = REQUIRED_FIELDS[self.provider]
+        required = self.required
         if not any(f in fields for f in required):
             found = ", ".join(f'{_col(i)} "{h}"' for i, h in enumerate(headers) if h)
-            accepted = "; ".join(f"{f}: {', '.join(HEADER_ALIASES[f] + tuple(self.aliases.get(f, ())))}"
+            accepted = "; ".join(f"{f}: {', '.join(self.builtin[f] + tuple(self.aliases.get(f, ())))}"
                                  for f in required)
             need = " or ".join(required)
             raise InputFileError(f"{self.where}: no {need} column. Found {found}. Accepted headers — {accepted}"
@@ -492,4 +476,4 @@ def _mapped_errors(name: str) -> Iterator[None]:
         raise InputFileError(f"{name}: not a readable spreadsheet ({type(e).__name__}: {_one_line(e)})") from e
 
 
-__all__ = ["HEADER_ALIASES", "normalise_header", "paused_gc", "read_table"]
+__all__ = ["normalise_header", "paused_gc", "read_table"]

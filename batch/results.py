@@ -7,7 +7,6 @@ import csv
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,14 @@ import xlsxwriter
 from xlsxwriter.exceptions import XlsxWriterException
 from xlsxwriter.format import Format
 
-from .errors import UsageError
-from .model import RowResult, Status, Summary
+from .clock import iso_utc
+from .errors import OutputError
+from .model import RESULT_COLUMNS, RowResult, Status, Summary
+from .providers.base import Field, Provider
 
-RESULT_COLUMNS = ("row", "status", "detail", "partner_id", "invitation_id", "marked", "http_status",
-                  "attempts", "request_id", "sent_at")
+RESULT_NAMES = tuple(name for name, _ in RESULT_COLUMNS)
+_result_values = attrgetter(*(attr for _, attr in RESULT_COLUMNS))  # a row's result cells, in one C-level call
+_C_STATUS, _C_DETAIL = RESULT_NAMES.index("status"), RESULT_NAMES.index("detail")
 
 # OWASP CSV injection: a cell starting with one of these may be read as a formula.
 RISKY_PREFIXES = frozenset("=+-@\t\r")
@@ -49,69 +51,6 @@ _WORKBOOK_OPTIONS = {
     "strings_to_urls": False,
 }
 
-TEMPLATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "edin": ("partner_id", "code", "name", "email", "contact_person", "phone", "comment",
-             "contract_template_id", "owner_company_id"),
-    "invoicebox": ("email", "partner_id"),
-}
-
-# field → (required, English, Ukrainian, other accepted headers); per provider where the meaning differs.
-_HELP: dict[str, dict[str, tuple[str, str, str, str]]] = {
-    "edin": {
-        "partner_id": ("partner_id or code",
-                       "EDIN partner ID, a positive integer. When filled in, the partner is not looked up "
-                       "by code.",
-                       "Ідентифікатор партнера в EDIN, ціле додатне число. Якщо заповнено, пошук за кодом не "
-                       "виконується.",
-                       "ID контрагента, ID партнера, Ідентифікатор партнера"),
-        "code": ("partner_id or code",
-                 "EDRPOU (8 digits) or RNOKPP (10 digits) with a valid check digit. The column is "
-                 "formatted as text so leading zeros are kept.",
-                 "Код ЄДРПОУ (8 цифр) або РНОКПП (10 цифр) з правильною контрольною цифрою. Стовпець має "
-                 "текстовий формат, тож нулі на початку зберігаються.",
-                 "ЄДРПОУ, Код ЄДРПОУ, РНОКПП, ІПН"),
-        "name": ("to create a partner",
-                 "Company name; needed only when the partner does not exist in EDIN yet and must be created.",
-                 "Назва компанії; потрібна лише тоді, коли партнера ще немає в EDIN і його треба створити.",
-                 "Назва, Найменування"),
-        "email": ("to create a partner",
-                  "Partner's e-mail address; needed only when the partner must be created; must be valid.",
-                  "Електронна пошта партнера; потрібна лише для створення партнера; має бути "
-                  "правильною адресою.",
-                  "Ел. пошта, Електронна пошта"),
-        "contact_person": ("no", "Contact person; optional, sent when the partner is created.",
-                           "Контактна особа; необов'язково, передається під час створення партнера.",
-                           "Контактна особа, ПІБ"),
-        "phone": ("no", "Phone number; optional, sent when the partner is created.",
-                  "Номер телефону; необов'язково, передається під час створення партнера.", "Телефон"),
-        "comment": ("no", "Comment; optional, sent when the partner is created.",
-                    "Коментар; необов'язково, передається під час створення партнера.", "Коментар, Примітка"),
-        "contract_template_id": ("one of the two, here or in the config",
-                                 "Contract template ID, a positive integer. Leave empty to use the config's; "
-                                 "exactly one of this and owner_company_id must result.",
-                                 "Ідентифікатор шаблону договору, ціле додатне число. Залиште порожнім, щоб "
-                                 "узяти значення з конфігурації; має вийти рівно одне з цього поля та "
-                                 "owner_company_id.",
-                                 "template_id, Шаблон"),
-        "owner_company_id": ("one of the two, here or in the config",
-                             "Owner company ID, a positive integer: the alternative to contract_template_id.",
-                             "Ідентифікатор компанії-власника, ціле додатне число: альтернатива "
-                             "contract_template_id.",
-                             "company_id"),
-    },
-    "invoicebox": {
-        "email": ("yes", "Partner's e-mail address (the invitation's identifier), at most 100 characters.",
-                  "Електронна адреса партнера (ідентифікатор запрошення), не довше 100 символів.",
-                  "e-mail, identifier, Ел. пошта, Електронна пошта"),
-        "partner_id": ("no", "The integrator's partnerId (a UUID, 36 characters). Leave empty to use the "
-                             "config's invite.partner_id.",
-                       "partnerId інтегратора (UUID, 36 символів). Залиште порожнім, щоб узяти "
-                       "invite.partner_id з конфігурації.",
-                       "partnerId, ID партнера"),
-    },
-}
-
-
 def neutralise(text: str) -> str:
     """Prefix an apostrophe to a cell that a spreadsheet could read as a formula (CSV rule)."""
     return "'" + text if text[:1] in RISKY_PREFIXES else text
@@ -125,10 +64,10 @@ def default_output_path(input_path: str | Path) -> Path:
 
 
 def result_headers(headers: Sequence[str]) -> list[str]:
-    """The input's headers, then RESULT_COLUMNS renamed where an input header already has the name."""
+    """The input's headers, then the result columns, renamed where an input header already has the name."""
     taken = {_key(h) for h in headers}
     out = list(headers)
-    for name in RESULT_COLUMNS:
+    for name in RESULT_NAMES:
         unique, n = name, 1
         while _key(unique) in taken:
             unique = f"{name} (result)" if n == 1 else f"{name} (result {n})"
@@ -146,7 +85,7 @@ def write_results(
     kind = _kind(target)
     ordered = sorted(results, key=attrgetter("line"))
     if kind == "xlsx" and len(ordered) > XLSX_MAX_DATA_ROWS:
-        raise UsageError(f"{target}: {len(ordered):,} rows do not fit in an Excel sheet; use .csv")
+        raise OutputError(f"{target}: {len(ordered):,} rows do not fit in an Excel sheet; use .csv")
     with _atomic(target) as tmp:
         if kind == "csv":
             _write_csv(tmp, headers, ordered)
@@ -154,22 +93,19 @@ def write_results(
             _write_xlsx(tmp, headers, ordered, summary)
 
 
-def write_template(provider: str, path: str | Path, *, overwrite: bool = False) -> None:
+def write_template(profile: Provider, path: str | Path, *, overwrite: bool = False) -> None:
     """Write an empty input file with the provider's headers (.xlsx with a Help sheet, or .csv)."""
-    if provider not in TEMPLATE_COLUMNS:
-        raise UsageError(f"unknown provider {provider!r}; expected one of: {', '.join(TEMPLATE_COLUMNS)}")
     target = Path(path)
     kind = _kind(target)
     # A template written over a filled-in partner list would silently lose it.
     if target.exists() and not overwrite:
-        raise UsageError(f"{target}: already exists; choose another name or remove it first")
-    columns = TEMPLATE_COLUMNS[provider]
+        raise OutputError(f"{target}: already exists; choose another name or remove it first")
     with _atomic(target) as tmp:
         if kind == "csv":
             with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
-                csv.writer(fh).writerow(columns)
+                csv.writer(fh).writerow([f.title for f in profile.fields])
         else:
-            _write_xlsx_template(tmp, provider, columns)
+            _write_xlsx_template(tmp, profile.fields)
 
 
 # --- CSV --------------------------------------------------------------------------------------------------
@@ -187,9 +123,7 @@ def _write_csv(tmp: Path, headers: Sequence[str], ordered: Sequence[RowResult]) 
         risky = RISKY_PREFIXES
         for res in ordered:
             cells = res.cells if len(res.cells) == n else _fit(res.cells, n)
-            values = (*cells, str(res.line), str(res.status), res.detail, res.partner_id, res.invitation_id,
-                      res.marked, "" if res.http_status is None else str(res.http_status), str(res.attempts),
-                      res.request_id, res.sent_at)
+            values = (*cells, *["" if v is None else str(v) for v in _result_values(res)])
             row = ["'" + c if c and c[0] in risky else c for c in values]  # neutralise(), inlined: 1M rows
             (quote_all if ";" in "".join(row) else minimal).writerow(row)
 
@@ -215,7 +149,7 @@ def _fill_results_sheet(
     ws = wb.add_worksheet("Results")
     names = result_headers(headers)
     n = len(headers)
-    c_row, c_status, c_detail, c_pid, c_inv, c_marked, c_http, c_att, c_req, c_sent = range(n, n + 10)
+    c_status, c_detail = n + _C_STATUS, n + _C_DETAIL
 
     # Every format made once; a cell only picks one by its first character, and by whether its row is a tall
     # one (a long detail), whose cells all align to the top as the wrapped detail does.
@@ -256,17 +190,14 @@ def _fill_results_sheet(
         for col, text in enumerate(cells):
             if text:
                 put(r, col, text, quote if text[0] in risky else None)
-        num(r, c_row, res.line)
-        put(r, c_status, str(res.status), status_of[tall].get(res.status))
-        if text := res.detail:
-            put(r, c_detail, text, wrap_quote if text[0] in risky else wrap)
-        for col, text in ((c_pid, res.partner_id), (c_inv, res.invitation_id), (c_marked, res.marked),
-                          (c_req, res.request_id), (c_sent, res.sent_at)):
-            if text:
-                put(r, col, text, quote if text[0] in risky else None)
-        if res.http_status is not None:
-            num(r, c_http, res.http_status)
-        num(r, c_att, res.attempts)
+        for col, value in enumerate(_result_values(res), start=n):
+            if col == c_status:
+                put(r, col, str(value), status_of[tall].get(value))
+            elif isinstance(value, int):  # row, http_status, attempts: numbers
+                num(r, col, value)
+            elif value:  # None (no HTTP status) and "" stay empty
+                put(r, col, value, (wrap_quote if value[0] in risky else wrap) if col == c_detail
+                    else quote if value[0] in risky else None)
 
 
 def _fill_summary_sheet(wb: xlsxwriter.Workbook, summary: Summary) -> None:
@@ -279,8 +210,8 @@ def _fill_summary_sheet(wb: xlsxwriter.Workbook, summary: Summary) -> None:
         ("Provider", summary.provider),
         ("Action", summary.action),
         ("Dry run", "yes" if summary.dry_run else "no"),
-        ("Started (UTC)", _iso_utc(summary.started)),
-        ("Finished (UTC)", _iso_utc(summary.finished)),
+        ("Started (UTC)", iso_utc(summary.started)),
+        ("Finished (UTC)", iso_utc(summary.finished)),
         ("Duration, s", round(summary.duration, 3)),
         ("Rows attempted per second", round(summary.rate, 3)),
         ("Rows per second, all rows", round(total / summary.duration, 3) if summary.duration > 0 else 0.0),
@@ -327,15 +258,15 @@ def _fill_summary_sheet(wb: xlsxwriter.Workbook, summary: Summary) -> None:
     ws.insert_chart(1, 3, chart)
 
 
-def _write_xlsx_template(tmp: Path, provider: str, columns: Sequence[str]) -> None:
+def _write_xlsx_template(tmp: Path, fields: Sequence[Field]) -> None:
     wb = xlsxwriter.Workbook(str(tmp))
     # Text format on every column: codes keep leading zeros, phones their `+`, ids stay text.
     text = wb.add_format({"num_format": "@"})
     header = wb.add_format({"bold": True, "bottom": 1, "num_format": "@"})
     ws = wb.add_worksheet("Partners")  # first sheet: the one the reader takes by default
-    for col, name in enumerate(columns):
-        ws.set_column(col, col, max(len(name) + 4, 14), text)
-        ws.write_string(0, col, name, header)
+    for col, f in enumerate(fields):
+        ws.set_column(col, col, max(len(f.title) + 4, 14), text)
+        ws.write_string(0, col, f.title, header)
     ws.freeze_panes(1, 0)
 
     help_ws = wb.add_worksheet("Help")
@@ -345,9 +276,9 @@ def _write_xlsx_template(tmp: Path, provider: str, columns: Sequence[str]) -> No
                                           ("Опис українською", 50), ("Also accepted as header", 30))):
         help_ws.set_column(col, col, width)
         help_ws.write_string(0, col, title, bold_wrap)
-    for row, name in enumerate(columns, start=1):
-        help_ws.write_string(row, 0, name, wrap)
-        for col, value in enumerate(_HELP[provider][name], start=1):
+    for row, f in enumerate(fields, start=1):
+        help_ws.write_string(row, 0, f.title, wrap)
+        for col, value in enumerate((f.required, f.help_en, f.help_uk, f.shown), start=1):
             help_ws.write_string(row, col, value, wrap)
     help_ws.freeze_panes(1, 0)
     _close(wb, tmp)
@@ -376,7 +307,7 @@ def _close(wb: xlsxwriter.Workbook, tmp: Path) -> None:
     try:
         wb.close()
     except XlsxWriterException as exc:
-        raise UsageError(f"{tmp.name}: cannot write the workbook: {exc}") from exc
+        raise OutputError(f"{tmp.name}: cannot write the workbook: {exc}") from exc
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -385,7 +316,7 @@ def _close(wb: xlsxwriter.Workbook, tmp: Path) -> None:
 def _kind(target: Path) -> str:
     ext = target.suffix.lower()
     if ext not in (".xlsx", ".csv"):
-        raise UsageError(f"{target}: unsupported output type {ext or '(none)'!r}; use .xlsx or .csv")
+        raise OutputError(f"{target}: unsupported output type {ext or '(none)'!r}; use .xlsx or .csv")
     return ext[1:]
 
 
@@ -394,21 +325,21 @@ def _atomic(target: Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; move it into place only when the block succeeds."""
     folder = target.parent
     if not folder.is_dir():
-        raise UsageError(f"{target}: the folder {folder} does not exist")
+        raise OutputError(f"{target}: the folder {folder} does not exist")
     if target.is_dir():
-        raise UsageError(f"{target}: is a folder, not a file")
+        raise OutputError(f"{target}: is a folder, not a file")
     tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}"
     try:
         # Created with 0o666 less the umask, like any new file; mkstemp's 0600 would survive os.replace.
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
-        raise UsageError(f"{target}: cannot write in {folder}: {exc.strerror}") from exc
+        raise OutputError(f"{target}: cannot write in {folder}: {exc.strerror}") from exc
     try:
         yield tmp
         try:
             os.replace(tmp, target)
         except OSError as exc:
-            raise UsageError(f"{target}: cannot replace the file (is it open in another program?): "
+            raise OutputError(f"{target}: cannot replace the file (is it open in another program?): "
                              f"{exc.strerror}") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -426,10 +357,3 @@ def _key(name: str) -> str:
 
 def _text_len(text: str) -> int:
     return max(map(len, text.split("\n"))) if "\n" in text else len(text)
-
-
-def _iso_utc(moment: datetime) -> str:
-    """UTC ISO 8601 to the second; a naive time is taken as UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds")

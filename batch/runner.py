@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import signal
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
 from types import FrameType
 
-from . import __version__, plan, snapshot
+from . import __version__, plan
 from .checkpoint import ItemState, Journal, set_aside
+from .clock import SYSTEM, Clock
 from .config import Config
-from .errors import APIError, AuthError, CircuitOpenError, Interrupted, RunStopped
-from .flows import EdinInvite, EdinMark, InvoiceboxInvite, Marker, Outcome, describe
+from .errors import (
+    APIError,
+    AuthError,
+    CircuitOpenError,
+    Interrupted,
+    OutputError,
+    ResultsNotWritten,
+    RunStopped,
+)
+from .http import HttpClient
 from .model import PROBLEM_STATUSES, Row, RowResult, Status, Summary, Table
-from .plan import Task
-from .providers import Clients, open_clients
+from .outcome import Task, Verdict, describe
+from .providers.base import Session
+from .ratelimit import RateLimiter
 from .reader import paused_gc, read_table
 from .results import default_output_path, write_results
 from .validation import validate_rows
@@ -74,13 +83,17 @@ def snapshot_key(table: Table, config: Config) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime] | None = None) -> RunReport:
-    """Run the whole job once; RunStopped (exit 3) is raised after the results are written."""
-    now = clock or (lambda: datetime.now(UTC))
-    started = now()
-    table = read_table(opts.input, provider=config.provider, sheet=opts.sheet, aliases=config.columns,
-                       max_rows=config.limits.max_rows, max_cell_length=config.limits.max_cell_length,
-                       max_file_size=config.limits.max_file_size)
+def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> RunReport:
+    """Run the whole job once; RunStopped (exit 3) is raised after the results are written.
+
+    `clock` is the run's one source of time: the journal, the flows, the limiter, the HTTP client's waits
+    and the summary all read it, so tests move time by hand instead of sleeping.
+    """
+    started = clock.now()
+    profile = config.profile
+    table = read_table(opts.input, fields=profile.fields, required=profile.required, sheet=opts.sheet,
+                       aliases=config.columns, max_rows=config.limits.max_rows,
+                       max_cell_length=config.limits.max_cell_length, max_file_size=config.limits.max_file_size)
     key = snapshot_key(table, config)
     output = opts.output or default_output_path(opts.input)
     checkpoint = opts.checkpoint or default_checkpoint_path(opts.input)
@@ -91,40 +104,46 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Callable[[], datetime]
         journal = Journal.open_readonly(checkpoint) if checkpoint.exists() else None
         try:
             the_plan, _, _ = _plan(table, config, opts, journal,
-                                   same_input=journal is not None and snapshot.rows_match(journal, key))
+                                   same_input=journal is not None and journal.rows_saved_under(key))
         finally:
             if journal is not None:
                 journal.close()
         for task in the_plan.tasks:
             detail = task.result.detail
             task.result.detail = f"would send; {detail}" if detail else "would send"
-        return _finish(summary, the_plan.results, table, output, opts, None, now, dry_run=True)
+        return _finish(summary, the_plan.results, table, output, opts, None, clock, dry_run=True)
 
-    if opts.fresh and (aside := set_aside(checkpoint)) is not None:
+    if opts.fresh and (aside := set_aside(checkpoint, clock=clock.now)) is not None:
         log.info("old checkpoint kept as %s", aside)
-    with Journal.open(checkpoint) as journal:
+    with Journal.open(checkpoint, clock=clock.now) as journal:
         info = journal.start_run(input_path=str(opts.input), input_sha256=table.sha256,
                                  config_fingerprint=config.fingerprint(), provider=config.provider,
                                  action=config.action, headers=table.headers)
-        if info.previous_input_sha256 and info.previous_input_sha256 != table.sha256:
+        if info.input_changed:
             log.info("the input changed since the last run; rows are matched by partner, so only new ones are sent")
         # A resume of the same file need not write its rows again, nor validate those an earlier run finished.
-        the_plan, rows, settled = _plan(table, config, opts, journal, same_input=snapshot.keep_rows(journal, key))
+        the_plan, rows, settled = _plan(table, config, opts, journal, same_input=journal.keep_rows(key))
         results, tasks = the_plan.results, the_plan.tasks
         for ident in the_plan.lost:
             journal.finish(ident, state=ItemState.UNKNOWN, detail="in flight when an earlier run stopped")
         if settled is None:
-            snapshot.save_rows(journal, [(r.line, plan.identity(r, config.provider) if r.valid else None, r.cells)
-                                         for r in rows], key)
+            # The identities as planned: a row naming a partner an earlier run resolved is saved under that
+            # item's identity, so `report` finds its outcome even if this run is killed.
+            journal.save_rows([(r.line, r.identity.key if r.identity is not None else None, r.cells) for r in rows],
+                              key)
         if opts.limit is not None:
             tasks = tasks[: opts.limit]
         stopped: RunStopped | None = None
         try:
-            stopped = _send(config, opts, journal, tasks, the_plan.unmarked, results)
+            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results)
         finally:
             # Settled rows go unrecorded: `report` derives the very same results from their items.
             recorded = results if settled is None else [r for r in results if r.line not in settled.results]
-            _finish(summary, results, table, output, opts, journal, now, stopped=stopped, recorded=recorded)
+            try:
+                _finish(summary, results, table, output, opts, journal, clock, stopped=stopped, recorded=recorded)
+            except OutputError as err:  # the rows were worked: not "nothing was sent" (exit 2)
+                raise ResultsNotWritten(f"{err}; every outcome is in the checkpoint: write the results with "
+                                        f"`invite-batch report {checkpoint} -o FILE`") from None
         if stopped is not None:
             raise stopped
         return RunReport(summary=summary, output=output, exit_code=exit_code_for(summary.counts))
@@ -136,7 +155,7 @@ def _plan(table: Table, config: Config, opts: RunOptions, journal: Journal | Non
     settled = None
     if journal is not None and same_input:
         with paused_gc():  # a million tuples from the journal: see reader.paused_gc
-            settled = plan.settle(table, snapshot.saved_rows(journal), config)
+            settled = plan.settle(table, journal.saved_rows(), config)
     rows = validate_rows(table, config, skip=settled.results if settled is not None else ())
     the_plan = plan.plan(rows, config, journal, settled=settled, retry_failed=opts.retry_failed,
                          resend_unknown=opts.resend_unknown)
@@ -144,18 +163,18 @@ def _plan(table: Table, config: Config, opts: RunOptions, journal: Journal | Non
 
 
 def _finish(summary: Summary, results: list[RowResult], table: Table, output: Path, opts: RunOptions,
-            journal: Journal | None, now: Callable[[], datetime], *, dry_run: bool = False,
+            journal: Journal | None, clock: Clock, *, dry_run: bool = False,
             stopped: RunStopped | None = None, recorded: Sequence[RowResult] = ()) -> RunReport:
-    """Count, write the results file, the summary and the journal's record of this run."""
-    summary.finished = now()
+    """Count, write the journal's record of this run, the results file and the summary."""
+    summary.finished = clock.now()
     # Counted by member, then keyed by text: Enum.value is a Python-level property, slow a million times.
     by_status = Counter(map(attrgetter("status"), results))
     summary.counts = Counter({status.value: n for status, n in by_status.items()})
     summary.stopped = str(stopped) if stopped else ""
-    write_results(output, table.headers, results, summary)
-    if journal is not None:
-        snapshot.record_results(journal, recorded)
+    if journal is not None:  # first: a results file that cannot be written must not lose the record
+        journal.record_results(recorded)
         journal.end_run(summary)
+    write_results(output, table.headers, results, summary)
     if opts.summary_json is not None:
         data = summary.as_dict() | {"results": str(output)}
         opts.summary_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -167,7 +186,8 @@ def _finish(summary: Summary, results: list[RowResult], table: Table, output: Pa
 class _Stop:
     """The run's stop flag: set by a signal, the circuit breaker or a failed login."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.event = threading.Event()
         self.reason: RunStopped | None = None
         self._lock = threading.Lock()
@@ -183,7 +203,7 @@ class _Stop:
 
     def sleep(self, seconds: float) -> None:
         """An interruptible sleep for retries and the limiter: a stop ends the wait at once."""
-        if self.event.wait(max(seconds, 0.0)):
+        if self.clock.wait(self.event, seconds):
             raise Interrupted("stopping")
 
 
@@ -216,61 +236,62 @@ class _Breaker:
         self.limit, self.stop, self.streak = limit, stop, 0
         self._lock = threading.Lock()
 
-    def record(self, outcome: str) -> None:
+    def record(self, verdict: Verdict) -> None:
         with self._lock:
-            self.streak = self.streak + 1 if outcome == Outcome.BROKEN else 0
+            self.streak = self.streak + 1 if verdict is Verdict.BROKEN else 0
             if self.streak >= self.limit:
                 self.stop.set(CircuitOpenError(
                     f"{self.streak} rows in a row failed for server or network reasons; "
                     "the rest are pending, run again to resume"))
 
 
-def _send(config: Config, opts: RunOptions, journal: Journal, tasks: Sequence[Task],
-          unmarked: Sequence[tuple[str, int, RowResult | None]], results: Sequence[RowResult]) -> RunStopped | None:
+def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, tasks: Sequence[Task],
+          followups: Sequence[Task], results: Sequence[RowResult]) -> RunStopped | None:
     """Drive the workers over the tasks; return why the run stopped early, if it did."""
-    needs_marks = config.provider == "edin" and (config.action == "mark" or config.invite.mark_status)
-    if not tasks and not (needs_marks and unmarked):
+    if not tasks and not followups:
         return None
-    stop = _Stop()
+    stop = _Stop(clock)
     breaker = _Breaker(config.stop_after_consecutive_failures, stop)
-    with _signals(stop), open_clients(config, sleep=stop.sleep) as clients:
+    with _signals(stop), _session(config, journal, clock, stop) as session:
         try:
-            clients.login()
+            session.open()
         except RunStopped as err:
             return err
         except APIError as err:  # 429/5xx/network outlasted the retries: nothing was sent, so stop resumably (exit 3)
             return AuthError(f"could not log in: {describe(err)}; run again to resume")
-        marker = Marker(clients.edin, journal, config.invite.status_batch_size) if (
-            clients.edin is not None and needs_marks) else None
-        handle = _handler(config, clients, journal, marker, stop)
-        if marker is not None:
-            for identity, partner_id, result in unmarked:
-                marker.add(identity, partner_id, result)
-        progress = _Progress(len(tasks), results, enabled=opts.progress)
-        _work(tasks, handle, breaker, stop, progress, workers=config.limits.workers)
+        session.owed(followups)
+        progress = _Progress(len(tasks), results, enabled=opts.progress, clock=clock)
+        _work(tasks, session.handle, breaker, stop, progress, workers=config.limits.workers)
         progress.close()
-        if marker is not None and not isinstance(stop.reason, AuthError):
+        if not isinstance(stop.reason, AuthError):
             try:
-                marker.flush()
+                session.finish()
             except (AuthError, Interrupted) as err:
                 stop.set(err)
-        clients.logout()
+        with contextlib.suppress(Exception):  # a failed logout must not turn a finished run into a failed one
+            session.close()
     return stop.reason
 
 
-def _handler(config: Config, clients: Clients, journal: Journal, marker: Marker | None,
-             stop: _Stop) -> Callable[[Task], str]:
-    if clients.invoicebox is not None:
-        return InvoiceboxInvite(clients.invoicebox, journal, should_stop=stop.is_set)
-    assert clients.edin is not None
-    if config.action == "mark":
-        assert marker is not None
-        return EdinMark(clients.edin, journal, marker)
-    return EdinInvite(clients.edin, journal, marker, create_missing=config.invite.create_missing_partners,
-                      skip_already_invited=config.invite.skip_already_invited, should_stop=stop.is_set)
+@contextlib.contextmanager
+def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop) -> Iterator[Session]:
+    """The limiter, the HTTP session and the provider's session; the embedded sandbox too, if asked."""
+    with contextlib.ExitStack() as stack:
+        if config.embedded:
+            from .sandbox import SandboxServer
+
+            server = stack.enter_context(SandboxServer(config.sandbox))
+            log.info("embedded sandbox listening on %s", server.url)
+            config = dataclasses.replace(config, base_url=server.url)
+        limiter = RateLimiter(config.limits.rate, clock=clock.monotonic, sleep=stop.sleep)
+        http = HttpClient(config.base_url, timeouts=config.limits.timeout, retry=config.retry, limiter=limiter,
+                          workers=config.limits.workers, ca_bundle=config.ca_bundle, sleep=stop.sleep,
+                          clock=clock.monotonic, request_id_header=config.profile.request_id_header)
+        stack.callback(http.close)
+        yield config.profile.session(config, http, journal, clock, stop.is_set)
 
 
-def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breaker, stop: _Stop,
+def _work(tasks: Sequence[Task], handle: Callable[[Task], Verdict], breaker: _Breaker, stop: _Stop,
           progress: _Progress, *, workers: int) -> None:
     """N threads take rows from one shared iterator until it is empty or the run stops."""
     it = iter(tasks)
@@ -283,7 +304,7 @@ def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breake
             if task is None:
                 return
             try:
-                outcome = handle(task)
+                verdict = handle(task)
             except Interrupted:
                 return
             except RunStopped as err:  # a failed login, an unreachable provider
@@ -292,8 +313,8 @@ def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breake
             except Exception as err:  # a bug must not lose the rest of the run's bookkeeping
                 log.exception("row %d: unexpected error", task.result.line)
                 task.result.status, task.result.detail = Status.UNKNOWN, f"internal error: {err.__class__.__name__}"
-                outcome = Outcome.BROKEN
-            breaker.record(outcome)
+                verdict = Verdict.BROKEN
+            breaker.record(verdict)
             progress.update()
 
     threads = [threading.Thread(target=worker, name=f"worker-{i}", daemon=True)
@@ -308,8 +329,8 @@ def _work(tasks: Sequence[Task], handle: Callable[[Task], str], breaker: _Breake
 class _Progress:
     """A tqdm bar with counts by status, on a terminal only."""
 
-    def __init__(self, total: int, results: Sequence[RowResult], *, enabled: bool) -> None:
-        self.results, self.bar, self._n = results, None, 0
+    def __init__(self, total: int, results: Sequence[RowResult], *, enabled: bool, clock: Clock) -> None:
+        self.results, self.bar, self._n, self.clock = results, None, 0, clock
         self._lock = threading.Lock()
         if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
@@ -322,7 +343,7 @@ class _Progress:
             return
         with self._lock:
             self.bar.update(1)
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if now - self._last > 0.5:
                 self._last = now
                 counts = Counter(r.status.value for r in self.results)

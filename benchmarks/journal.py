@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from batch import snapshot
 from batch.checkpoint import ItemState, Journal
+from batch.providers.base import Identity
 
 
 def _journal(path: Path, synchronous: str) -> Journal:
@@ -31,7 +31,7 @@ def per_row(directory: Path, synchronous: str, rows: int, threads: int) -> float
     with _journal(path, synchronous) as journal:
         def work(offset: int) -> None:
             for n in range(offset, rows, threads):
-                identity = f"{n:08d}"
+                identity = Identity(f"{n:08d}")
                 journal.begin(identity, step="invite")
                 journal.finish(identity, state=ItemState.SENT, invitation_id=str(n), http_status=200,
                                request_id=f"req-{n}", marked="no")
@@ -52,7 +52,7 @@ def bulk(directory: Path, count: int) -> tuple[float, float, float, int]:
         rows = [(n + 2, f"{n:08d}", (f"{n:08d}", f"Company {n}", f"user{n}@example.com"))
                 for n in range(count)]
         start = time.perf_counter()
-        snapshot.save_rows(journal, rows, "bench")
+        journal.save_rows(rows, "bench")
         saved = time.perf_counter() - start
         assert journal._conn is not None
         journal._conn.execute("BEGIN")  # fill the items table in one go; per-row commits are measured above
@@ -66,7 +66,7 @@ def bulk(directory: Path, count: int) -> tuple[float, float, float, int]:
         read = time.perf_counter() - start
         assert len(items) == count
         start = time.perf_counter()
-        snapshot.report_rows(journal)
+        journal.report_rows()
         report = time.perf_counter() - start
     return saved, read, report, path.stat().st_size
 

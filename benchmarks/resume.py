@@ -2,7 +2,7 @@
 
 The input is a 100k-row EDIN CSV (CSV in and out, so xlsx writing does not dominate). The completed
 checkpoint is populated through `batch.checkpoint.Journal` directly: every row's identity (computed by the
-product's own reader, validation and plan.identity) is begun and finished as `sent` and marked, as a finished
+product's own reader, validation and the provider's identity rule) is begun and finished as `sent` and marked, as a finished
 run leaves it. Sending 100k rows through the sandbox for real would take several minutes at the client's
 ceiling (see throughput.py), so it is not done here. The population runs at synchronous=OFF (it is a fixture,
 not measured); then one unmeasured `invite-batch run` records the input snapshot, as the original run would have.
@@ -52,13 +52,13 @@ def populate(src: Path, config_path: Path, checkpoint: Path) -> tuple[int, float
     """Fill `checkpoint` with every valid row of `src` sent and marked; returns (items, seconds)."""
     from batch.checkpoint import ItemState, Journal
     from batch.config import load_config
-    from batch.plan import identity
     from batch.reader import read_table
     from batch.validation import validate_rows
 
     start = time.perf_counter()
     config = load_config(config_path)
-    table = read_table(src, provider=config.provider)
+    profile = config.profile
+    table = read_table(src, fields=profile.fields, required=profile.required)
     rows = [r for r in validate_rows(table, config) if r.valid]
     with Journal.open(checkpoint) as journal:
         assert journal._conn is not None
@@ -67,7 +67,8 @@ def populate(src: Path, config_path: Path, checkpoint: Path) -> tuple[int, float
                           provider=config.provider, action=config.action, headers=table.headers)
         sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for n, row in enumerate(rows):
-            ident = identity(row, config.provider)
+            ident = row.identity
+            assert ident is not None
             journal.begin(ident, step="invite", partner_id=str(100_000 + n))
             journal.finish(ident, state=ItemState.SENT, http_status=200, request_id=f"req-{n}", attempts=1,
                            sent_at=sent_at, marked="yes")

@@ -8,10 +8,23 @@ from typing import Any
 
 import yaml
 
-from batch.validation import edrpou_valid
+from batch import providers
+from batch.providers.base import Identity
+from batch.providers.edin.rules import edrpou_valid
 
 IB_PARTNER = "01771534-1a57-f184-dee3-ebeb91dded76"  # the Invoicebox partner write_config invites for
 FAST_RETRY = {"attempts": 4, "initial_wait": 0.01, "max_wait": 0.05, "max_retry_after": 1}
+
+
+def fields_of(provider: str) -> dict[str, Any]:
+    """`read_table`'s field arguments for a registered provider: `read_table(path, **fields_of("edin"))`."""
+    profile = providers.get(provider)
+    return {"fields": profile.fields, "required": profile.required}
+
+
+def identity_of(provider: str, **values: str) -> Identity:
+    """The identity the provider's profile gives a valid row with these values."""
+    return providers.get(provider).identity(values)
 
 
 def edrpou_codes(n: int, rng: random.Random) -> list[str]:

@@ -19,8 +19,7 @@ from batch.config import RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, AuthError, RetriableAPIError
 from batch.http import HttpClient
 from batch.logs import redact
-from batch.providers.base import Partner
-from batch.providers.edin import PAGE_SIZE, EdinClient
+from batch.providers.edin.client import PAGE_SIZE, EdinClient, Partner
 
 BASE = "https://edin.example.test"
 EMAIL, PASSWORD = "ops@example.com", "Edin-Pa55-word!"

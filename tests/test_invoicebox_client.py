@@ -16,12 +16,11 @@ from batch.config import RateWindow, RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, FatalAPIError, RetriableAPIError
 from batch.http import HttpClient
 from batch.logs import redact
-from batch.providers.base import Invitation
-from batch.providers.invoicebox import INVITE_PATH, InvoiceboxClient
+from batch.providers.invoicebox.client import INVITE_PATH, Invitation, InvoiceboxClient
 from batch.ratelimit import RateLimiter
 
 BASE = "https://ib.example.test"
-URL = BASE + INVITE_PATH
+URL = BASE + INVITE_PATH.format(prefix="v3")
 TOKEN = "ib-token-0f9e8d7c6b5a"
 PARTNER = "01771534-1a57-f184-dee3-ebeb91dded76"
 

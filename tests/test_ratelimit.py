@@ -13,7 +13,7 @@ from pyrate_limiter import Rate, validate_rate_list
 
 from batch.config import RateWindow, RetryPolicy, Timeouts, parse_rate
 from batch.http import HttpClient
-from batch.providers.invoicebox import InvoiceboxClient
+from batch.providers.invoicebox.client import InvoiceboxClient
 from batch.ratelimit import MIN_FACTOR, RateLimiter, effective_windows
 
 

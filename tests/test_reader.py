@@ -15,14 +15,17 @@ import pandas as pd
 import pytest
 import python_calamine
 import xlsxwriter
+from support import fields_of
 
-from batch import reader
+from batch import providers, reader
 from batch.errors import InputFileError
-from batch.reader import HEADER_ALIASES, normalise_header, read_table
+from batch.reader import normalise_header, read_table
 
 DATA = Path(__file__).parent / "data"
 UK_HEADERS = ("ЄДРПОУ", "Назва", "Email", "Контактна особа", "Телефон", "Коментар")
 UK_FIELDS = {"code": 0, "name": 1, "email": 2, "contact_person": 3, "phone": 4, "comment": 5}
+
+EDIN_ALIASES = {f.name: f.aliases for f in providers.get("edin").fields}
 
 
 def write_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
@@ -51,7 +54,7 @@ def write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:
 @pytest.mark.parametrize("ext", ["csv", "xlsx", "xls", "ods"])
 def test_reads_the_libreoffice_fixtures(ext: str) -> None:
     path = DATA / f"partners-uk.{ext}"
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert table.headers == UK_HEADERS
     assert table.fields == UK_FIELDS
     assert len(table.rows) == 42
@@ -88,7 +91,7 @@ CP1251_TEXT = ("Электронная почта;Название;Коммен�
 )
 def test_csv_encodings_and_delimiters(tmp_path: Path, encoding: str, text: str) -> None:
     path = write_text(tmp_path / "in.csv", text, encoding)
-    table = read_table(path, provider="invoicebox")
+    table = read_table(path, **fields_of("invoicebox"))
     assert table.headers == ("Электронная почта", "Название", "Комментарий")
     assert table.fields == {"email": 0}  # invoicebox uses no name or comment
     assert [r.cells for r in table.rows] == [
@@ -99,66 +102,66 @@ def test_csv_encodings_and_delimiters(tmp_path: Path, encoding: str, text: str) 
 
 def test_cp1251_with_a_short_sample_still_decodes(tmp_path: Path) -> None:
     path = write_text(tmp_path / "in.csv", "ЄДРПОУ;Назва\n04533319;ТОВ Їжак\n", "cp1251")
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert table.headers == ("ЄДРПОУ", "Назва")
     assert table.rows[0].cells == ("04533319", "ТОВ Їжак")
 
 
 def test_tab_separated(tmp_path: Path) -> None:
     path = write_text(tmp_path / "in.tsv", "code\tname\n04533319\tA, B; C\n")
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert table.rows[0].cells == ("04533319", "A, B; C")
 
 
 def test_sniffer_decides_when_the_header_has_two_candidates(tmp_path: Path) -> None:
     # The header holds a comma inside a name; the rows agree only on ";".
     text = "code;name, full;email\n" + "".join(f"0453331{i};Firma {i};a{i}@b.ua\n" for i in range(5))
-    table = read_table(write_text(tmp_path / "in.csv", text), provider="edin")
+    table = read_table(write_text(tmp_path / "in.csv", text), **fields_of("edin"))
     assert table.headers == ("code", "name, full", "email")
     assert table.rows[0].cells == ("04533310", "Firma 0", "a0@b.ua")
 
 
 def test_single_column_csv(tmp_path: Path) -> None:
-    table = read_table(write_text(tmp_path / "in.csv", "email\na@b.ua\nc@d.ua\n"), provider="invoicebox")
+    table = read_table(write_text(tmp_path / "in.csv", "email\na@b.ua\nc@d.ua\n"), **fields_of("invoicebox"))
     assert [r.cells for r in table.rows] == [("a@b.ua",), ("c@d.ua",)]
 
 
 def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(tmp_path: Path) -> None:
     path = write_text(tmp_path / "in.csv", "sep=;\r\ncode;name, full\r\n04533319;A, B\r\n", "utf-8-sig")
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert table.headers == ("code", "name, full")
     assert [(r.line, r.cells) for r in table.rows] == [(2, ("04533319", "A, B"))]
 
 
 def test_one_named_column_with_more_in_the_rows(tmp_path: Path) -> None:
     text = "email\n" + "".join(f"shop{i}@shop.ru;Магазин {i}\n" for i in range(5))
-    table = read_table(write_text(tmp_path / "in.csv", text), provider="invoicebox")
+    table = read_table(write_text(tmp_path / "in.csv", text), **fields_of("invoicebox"))
     assert table.headers == ("email",)
     assert table.rows[0].cells == ("shop0@shop.ru",)
 
 
 def test_quoted_newline_counts_as_one_row(tmp_path: Path) -> None:
     text = 'code,comment\n04533319,"two\nlines"\n47893285,next\n'
-    table = read_table(write_text(tmp_path / "in.csv", text), provider="edin")
+    table = read_table(write_text(tmp_path / "in.csv", text), **fields_of("edin"))
     assert [(r.line, r.cells) for r in table.rows] == [(2, ("04533319", "two\nlines")), (3, ("47893285", "next"))]
 
 
 def test_blank_rows_are_dropped_but_counted(tmp_path: Path) -> None:
     text = "\n\ncode;name\n04533319;A\n\n;;\n  ;  \n47893285;B\n"
-    table = read_table(write_text(tmp_path / "in.csv", text), provider="edin")
+    table = read_table(write_text(tmp_path / "in.csv", text), **fields_of("edin"))
     assert [(r.line, r.cells) for r in table.rows] == [(4, ("04533319", "A")), (8, ("47893285", "B"))]
 
 
 def test_cells_are_trimmed_padded_and_cut_to_the_header(tmp_path: Path) -> None:
     text = " code ; name ;;\n 04533319 ;\u00a0A\u00a0\n47893285;B;x;y;z\n"
-    table = read_table(write_text(tmp_path / "in.csv", text), provider="edin")
+    table = read_table(write_text(tmp_path / "in.csv", text), **fields_of("edin"))
     assert table.headers == ("code", "name")  # trailing unnamed columns dropped
     assert [r.cells for r in table.rows] == [("04533319", "A"), ("47893285", "B")]
 
 
 def test_csv_reading_restores_the_field_size_limit(tmp_path: Path) -> None:
     before = csv.field_size_limit()
-    read_table(write_text(tmp_path / "in.csv", "code\n04533319\n"), provider="edin", max_cell_length=100)
+    read_table(write_text(tmp_path / "in.csv", "code\n04533319\n"), **fields_of("edin"), max_cell_length=100)
     assert csv.field_size_limit() == before
 
 
@@ -171,7 +174,7 @@ def test_xlsx_typed_cells_become_the_text_the_user_saw(tmp_path: Path) -> None:
         [12_000_000.0, "007", 12_000_000_000_000, datetime(2024, 1, 5, 10, 30), False],
         [1580695.0, "null", 0.1, None, "  spaced  "],
     ]
-    table = read_table(write_xlsx(tmp_path / "typed.xlsx", {"Data": rows}), provider="edin")
+    table = read_table(write_xlsx(tmp_path / "typed.xlsx", {"Data": rows}), **fields_of("edin"))
     assert [r.cells for r in table.rows] == [
         ("4533319", "NA", "1.5", "2024-01-05", "TRUE"),
         ("12000000", "007", "12000000000000", "2024-01-05T10:30:00", "FALSE"),
@@ -198,7 +201,7 @@ def test_cell_text(value: object, text: str) -> None:
 def test_blank_rows_and_offset_header_in_a_workbook(tmp_path: Path) -> None:
     rows: list[list[object]] = [[], [None, "code", "email"], [None, 4533319, "a@b.ua"], [], [None, "", ""],
                                 [None, 47893285, "c@d.ua"]]
-    table = read_table(write_xlsx(tmp_path / "gaps.xlsx", {"S": rows}), provider="edin")
+    table = read_table(write_xlsx(tmp_path / "gaps.xlsx", {"S": rows}), **fields_of("edin"))
     assert table.headers == ("", "code", "email")
     assert table.fields == {"code": 1, "email": 2}
     assert [(r.line, r.cells) for r in table.rows] == [(3, ("", "4533319", "a@b.ua")), (6, ("", "47893285", "c@d.ua"))]
@@ -213,13 +216,13 @@ def two_sheets(tmp_path: Path) -> Path:
 
 
 def test_first_sheet_by_default(two_sheets: Path) -> None:
-    table = read_table(two_sheets, provider="edin")
+    table = read_table(two_sheets, **fields_of("edin"))
     assert (table.sheet, table.rows[0].cells) == ("First", ("4533319",))
 
 
 @pytest.mark.parametrize("name", ["Second", "second", " SECOND "], ids=["exact", "lower", "spaced-upper"])
 def test_named_sheet(two_sheets: Path, name: str) -> None:
-    table = read_table(two_sheets, provider="invoicebox", sheet=name)
+    table = read_table(two_sheets, **fields_of("invoicebox"), sheet=name)
     assert table.sheet == "Second"
     assert [r.cells for r in table.rows] == [("a@b.ua",), ("c@d.ua",)]
 
@@ -236,26 +239,26 @@ def test_default_is_the_first_visible_sheet(tmp_path: Path) -> None:
     shown.write_row(1, 0, [4533319])
     shown.activate()
     book.close()
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert (table.sheet, table.rows[0].cells) == ("Partners", ("4533319",))
-    assert read_table(path, provider="edin", sheet="Lookup").rows[0].cells == ("1",)
+    assert read_table(path, **fields_of("edin"), sheet="Lookup").rows[0].cells == ("1",)
 
 
 def test_unknown_sheet_names_it_and_lists_the_sheets(two_sheets: Path) -> None:
     with pytest.raises(InputFileError) as e:
-        read_table(two_sheets, provider="edin", sheet="Third")
+        read_table(two_sheets, **fields_of("edin"), sheet="Third")
     assert str(e.value) == f'{two_sheets}: no sheet named "Third"; the sheets are "First", "Second"'
 
 
 def test_xls_saved_as_xlsx_is_still_read(tmp_path: Path) -> None:
     path = tmp_path / "renamed.xlsx"
     shutil.copy(DATA / "partners-uk.xls", path)
-    assert len(read_table(path, provider="edin").rows) == 42
+    assert len(read_table(path, **fields_of("edin")).rows) == 42
 
 
 # ---------------------------------------------------------------- headers
 
-ALIAS_CASES = [(field, alias) for field, aliases in HEADER_ALIASES.items() for alias in aliases]
+ALIAS_CASES = [(field, alias) for field, aliases in EDIN_ALIASES.items() for alias in aliases]
 
 
 @pytest.mark.parametrize(("field", "alias"), ALIAS_CASES, ids=[f"{f}={a}" for f, a in ALIAS_CASES])
@@ -264,7 +267,7 @@ def test_every_builtin_alias_is_matched_loosely(tmp_path: Path, field: str, alia
     header = f"  {alias.upper().replace(' ', '_')} "
     other = "email" if field in ("code", "partner_id") else "code"
     path = write_text(tmp_path / "in.csv", f"{header};{other}\nx;y\n")
-    table = read_table(path, provider="edin")
+    table = read_table(path, **fields_of("edin"))
     assert table.fields[field] == 0
     assert table.headers[0] == header.strip()
 
@@ -281,7 +284,7 @@ def test_normalise_header(text: str, normal: str) -> None:
 
 def test_config_aliases_add_headers(tmp_path: Path) -> None:
     path = write_text(tmp_path / "in.csv", "Код клієнта;Пошта клієнта;Інше\n04533319;a@b.ua;x\n")
-    table = read_table(path, provider="edin", aliases={"code": ["Код клієнта"], "email": ("пошта-клієнта",)})
+    table = read_table(path, **fields_of("edin"), aliases={"code": ["Код клієнта"], "email": ("пошта-клієнта",)})
     assert table.fields == {"code": 0, "email": 1}
     assert table.headers == ("Код клієнта", "Пошта клієнта", "Інше")  # unknown columns are kept
     assert table.rows[0].cells == ("04533319", "a@b.ua", "x")
@@ -289,10 +292,9 @@ def test_config_aliases_add_headers(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- whole-file errors
 
-def _error(path: Path, **kw: object) -> str:
-    kw.setdefault("provider", "edin")
+def _error(path: Path, provider: str = "edin", **kw: object) -> str:
     with pytest.raises(InputFileError) as e:
-        read_table(path, **kw)  # type: ignore[arg-type]
+        read_table(path, **fields_of(provider), **kw)  # type: ignore[arg-type]
     message = str(e.value)
     assert str(path) in message
     assert "\n" not in message
@@ -449,5 +451,5 @@ def test_library_errors_become_one_line(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_real_xlsx_is_not_taken_for_a_zip_bomb(tmp_path: Path) -> None:
     rows: list[list[object]] = [["code", "name"]] + [[4533319, "ТОВ Партнер"]] * 20_000
-    table = read_table(write_xlsx(tmp_path / "big.xlsx", {"S": rows}), provider="edin")
+    table = read_table(write_xlsx(tmp_path / "big.xlsx", {"S": rows}), **fields_of("edin"))
     assert len(table.rows) == 20_000

@@ -16,11 +16,12 @@ import pytest
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.escape import unescape
 
-from batch import results
-from batch.errors import UsageError
+from batch import providers, results
+from batch.cli import main
+from batch.errors import OutputError, UsageError
 from batch.model import RowResult, Status, Summary
 from batch.results import (
-    RESULT_COLUMNS,
+    RESULT_NAMES,
     default_output_path,
     neutralise,
     result_headers,
@@ -103,7 +104,7 @@ def test_neutralise(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("headers", "expected_extra"), [
-    (("code",), list(RESULT_COLUMNS)),
+    (("code",), list(RESULT_NAMES)),
     (("status",), ["row", "status (result)", "detail"]),
     (("Status ", "DETAIL"), ["row", "status (result)", "detail (result)"]),
     (("status", "status (result)"), ["row", "status (result 2)", "detail"]),
@@ -118,7 +119,7 @@ def test_result_headers_keep_both_on_collision(headers: tuple[str, ...], expecte
 @pytest.mark.parametrize("name", ["out.xls", "out.txt", "out", "out.xlsm", "out.ods"],
                          ids=["xls", "txt", "no-extension", "xlsm", "ods"])
 def test_unsupported_extension_is_a_usage_error(tmp_path: Path, name: str) -> None:
-    with pytest.raises(UsageError, match=name.replace(".", r"\.")):
+    with pytest.raises(OutputError, match=name.replace(".", r"\.")):
         write_results(tmp_path / name, HEADERS, [result(2)], summary())
     assert list(tmp_path.iterdir()) == []
 
@@ -135,7 +136,7 @@ def test_xlsx_rows_in_input_order_with_every_value_as_text(tmp_path: Path) -> No
     ]
     ws = write_xlsx(tmp_path, rows)["Results"]
     values = list(ws.values)
-    assert list(values[0]) == [*HEADERS, *RESULT_COLUMNS]
+    assert list(values[0]) == [*HEADERS, *RESULT_NAMES]
     assert [v[3] for v in values[1:]] == [2, 3, 5]  # the `row` column, sorted by line
     first = dict(zip(values[0], values[1], strict=True))
     assert first == {
@@ -192,7 +193,7 @@ def test_xlsx_header_frozen_and_filtered(tmp_path: Path) -> None:
     rows = [result(line) for line in range(2, 7)]
     ws = write_xlsx(tmp_path, rows)["Results"]
     assert ws.freeze_panes == "A2"
-    last = get_column_letter(len(HEADERS) + len(RESULT_COLUMNS))
+    last = get_column_letter(len(HEADERS) + len(RESULT_NAMES))
     assert ws.auto_filter.ref == f"A1:{last}6"
     assert all(c.font.b for c in ws[1])
 
@@ -263,7 +264,7 @@ def test_xlsx_column_name_collision_keeps_both(tmp_path: Path) -> None:
 
 def test_xlsx_empty_results_still_have_a_header_and_summary(tmp_path: Path) -> None:
     wb = write_xlsx(tmp_path, [])
-    assert [c.value for c in wb["Results"][1]] == [*HEADERS, *RESULT_COLUMNS]
+    assert [c.value for c in wb["Results"][1]] == [*HEADERS, *RESULT_NAMES]
     assert wb["Results"].max_row == 1
     assert wb.sheetnames == ["Results", "Summary"]
 
@@ -284,8 +285,8 @@ def test_xlsx_summary_sheet_figures_counts_and_chart(tmp_path: Path) -> None:
     figures = summary_map(wb)
     assert figures["Input file"] == "partners.xlsx"
     assert (figures["Provider"], figures["Action"], figures["Dry run"]) == ("edin", "invite", "no")
-    assert figures["Started (UTC)"] == "2024-05-01T10:00:00+00:00"  # converted from +03:00
-    assert figures["Finished (UTC)"] == "2024-05-01T10:00:50+00:00"
+    assert figures["Started (UTC)"] == "2024-05-01T10:00:00Z"  # converted from +03:00
+    assert figures["Finished (UTC)"] == "2024-05-01T10:00:50Z"
     assert figures["Duration, s"] == 50
     assert figures["Rows attempted per second"] == pytest.approx(5 / 50)  # sent + failed + unknown
     assert figures["Stopped early"] == "interrupted (SIGINT)"
@@ -317,7 +318,7 @@ def test_xlsx_summary_risky_input_path_is_neutralised(tmp_path: Path) -> None:
 
 def test_xlsx_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(results, "XLSX_MAX_DATA_ROWS", 2)
-    with pytest.raises(UsageError, match=r"\.csv"):
+    with pytest.raises(OutputError, match=r"\.csv"):
         write_results(tmp_path / "out.xlsx", HEADERS, [result(i) for i in range(2, 5)], summary())
     assert list(tmp_path.iterdir()) == []
 
@@ -331,7 +332,7 @@ def test_csv_has_bom_header_and_rows_in_order(tmp_path: Path) -> None:
     data = write_csv(tmp_path, rows)
     assert data.startswith(b"\xef\xbb\xbf") and not data.startswith(b"\xef\xbb\xbf\xef\xbb\xbf")
     table = csv_rows(data)
-    assert table[0] == [*HEADERS, *RESULT_COLUMNS]
+    assert table[0] == [*HEADERS, *RESULT_NAMES]
     assert table[1] == ["00000002", "ТОВ «Ромашка» 2", "u2@example.com", "2", "sent", "", "7", "", "", "200", "1",
                         "", ""]
     assert [r[3] for r in table[1:]] == ["2", "4"]
@@ -397,13 +398,13 @@ def test_crash_mid_write_keeps_the_old_file_and_no_temp(tmp_path: Path, name: st
 
 
 def test_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         write_results(tmp_path / "nope" / "out.xlsx", HEADERS, [result(2)], summary())
 
 
 def test_target_that_is_a_folder_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "out.csv").mkdir()
-    with pytest.raises(UsageError, match="folder"):
+    with pytest.raises(OutputError, match="folder"):
         write_results(tmp_path / "out.csv", HEADERS, [result(2)], summary())
 
 
@@ -412,7 +413,7 @@ def test_locked_target_is_a_usage_error_and_leaves_no_temp(tmp_path: Path, monke
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(results.os, "replace", locked)
-    with pytest.raises(UsageError, match="open in another program"):
+    with pytest.raises(OutputError, match="open in another program"):
         write_results(tmp_path / "out.xlsx", HEADERS, [result(2)], summary())
     assert list(tmp_path.iterdir()) == []
 
@@ -437,7 +438,7 @@ def test_results_file_gets_normal_permissions(tmp_path: Path) -> None:
 ], ids=["edin", "invoicebox"])
 def test_xlsx_template(tmp_path: Path, provider: str, columns: list[str]) -> None:
     out = tmp_path / "template.xlsx"
-    write_template(provider, out)
+    write_template(providers.get(provider), out)
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Partners", "Help"]
     ws = wb["Partners"]
@@ -459,26 +460,28 @@ def test_xlsx_template(tmp_path: Path, provider: str, columns: list[str]) -> Non
 ], ids=["edin", "invoicebox"])
 def test_csv_template(tmp_path: Path, provider: str, line: str) -> None:
     out = tmp_path / "template.csv"
-    write_template(provider, out)
+    write_template(providers.get(provider), out)
     assert out.read_bytes() == b"\xef\xbb\xbf" + line.encode() + b"\r\n"
 
 
-def test_template_unknown_provider(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="unknown provider 'sap'"):
-        write_template("sap", tmp_path / "t.xlsx")
+def test_template_unknown_provider(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(UsageError, match="unknown provider 'sap'; expected one of: edin, invoicebox"):
+        providers.get("sap")
+    assert main(["template", "sap", "-o", str(tmp_path / "t.xlsx")]) == 2
+    assert "unknown provider 'sap'" in caplog.text
     assert list(tmp_path.iterdir()) == []
 
 
 def test_template_never_overwrites_a_filled_list_unless_asked(tmp_path: Path) -> None:
     out = tmp_path / "partners.csv"
     out.write_text("code\n12345678\n", encoding="utf-8")
-    with pytest.raises(UsageError, match="already exists"):
-        write_template("edin", out)
+    with pytest.raises(OutputError, match="already exists"):
+        write_template(providers.get("edin"), out)
     assert out.read_text(encoding="utf-8") == "code\n12345678\n"
-    write_template("edin", out, overwrite=True)
+    write_template(providers.get("edin"), out, overwrite=True)
     assert out.read_bytes().startswith(b"\xef\xbb\xbfpartner_id,code")
 
 
 def test_template_unsupported_extension(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"t\.ods"):
-        write_template("edin", tmp_path / "t.ods")
+    with pytest.raises(OutputError, match=r"t\.ods"):
+        write_template(providers.get("edin"), tmp_path / "t.ods")

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 import support
+from support import identity_of
 
-from batch import plan
 from batch.checkpoint import ItemState, Journal
-from batch.model import Row
+from batch.providers.base import Identity
 from batch.sandbox import SandboxServer
 from batch.sandbox.wire import Request, Response, error
 
@@ -156,11 +156,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def identity(provider: str, key: str) -> str:
-    """The checkpoint key of a row, computed by the product's own rule."""
+def identity(provider: str, key: str) -> Identity:
+    """A row's identity, computed by the product's own rule (its `.key` is the checkpoint's key)."""
     values = ({"code": key, "contract_template_id": TEMPLATE} if provider == "edin"
               else {"partner_id": IB_PARTNER, "email": key})
-    return plan.identity(Row(0, (), values), provider)
+    return identity_of(provider, **values)
 
 
 def script(server: SandboxServer, monkeypatch: pytest.MonkeyPatch,
@@ -441,7 +441,7 @@ def test_fresh_sets_the_old_checkpoint_aside_and_starts_over(sandbox_factory: Fa
         old = journal.items()
     sent_before = {k for k, i in old.items() if i.state is ItemState.SENT}
     in_flight = {k for k, i in old.items() if i.state is ItemState.IN_FLIGHT}
-    assert sent_before and sent_before == {identity("invoicebox", e) for e, n in before.items() if n} - in_flight
+    assert sent_before and sent_before == {identity("invoicebox", e).key for e, n in before.items() if n} - in_flight
     assert "runs: 1" in run_cli("status", str(aside[0])).stdout
     assert "runs: 1" in run_cli("status", str(job.checkpoint)).stdout
 
@@ -505,12 +505,12 @@ def test_edin_in_flight_rows_are_looked_up_and_unmarked_rows_marked(sandbox_fact
     assert job.invitations() == {**dict.fromkeys(codes[:3], 1), codes[5]: 0}
     # What a kill -9 leaves behind, written as the flows write it: an invitation that went out but was not
     # recorded, one begun but never sent, a creation begun but never answered, a mark that never went out.
-    partner_id = job.items()[identity("edin", codes[0])].partner_id
+    partner_id = job.items()[identity("edin", codes[0]).key].partner_id
     with Journal.open(job.checkpoint) as journal:
         journal.begin(identity("edin", codes[0]), step="invite", partner_id=partner_id)
         journal.begin(identity("edin", codes[5]), step="invite", partner_id="5000001")
         journal.begin(identity("edin", codes[3]), step="create")
-        journal.set_marked([identity("edin", codes[1])], "no")
+        journal.set_marked([identity("edin", codes[1]).key], "no")
     assert "sent but not yet marked: 1" in run_cli("status", str(job.checkpoint)).stdout
 
     second = job.run()
@@ -526,7 +526,7 @@ def test_edin_in_flight_rows_are_looked_up_and_unmarked_rows_marked(sandbox_fact
     # The owed mark is sent (again: marking is idempotent); rows done and marked before are left alone.
     assert ledger[codes[1]]["marks"] == 2 and ledger[codes[2]]["marks"] == 1
     assert min(p["marks"] for p in ledger.values()) == 1
-    assert rows[codes[1]]["marked"] == "yes" and job.items()[identity("edin", codes[1])].marked == "yes"
+    assert rows[codes[1]]["marked"] == "yes" and job.items()[identity("edin", codes[1]).key].marked == "yes"
 
 
 def test_invoicebox_in_flight_rows_become_unknown(sandbox: SandboxServer, tmp_path: Path) -> None:
@@ -540,7 +540,7 @@ def test_invoicebox_in_flight_rows_become_unknown(sandbox: SandboxServer, tmp_pa
     assert [rows[e]["status"] for e in emails] == ["sent", "unknown", "sent"]
     assert "in flight" in rows[emails[1]]["detail"] and "--resend-unknown" in rows[emails[1]]["detail"]
     assert job.invitations() == {emails[0]: 1, emails[2]: 1}
-    assert job.items()[identity("invoicebox", emails[1])].state is ItemState.UNKNOWN
+    assert job.items()[identity("invoicebox", emails[1]).key].state is ItemState.UNKNOWN
 
 
 def test_edin_lost_answer_to_a_creation_finds_the_partner_by_code(sandbox: SandboxServer, tmp_path: Path,

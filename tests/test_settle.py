@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import support
+from support import fields_of
 
 import batch
-from batch import plan, runner, snapshot
+from batch import plan, runner
 from batch.checkpoint import ItemState, Journal
 from batch.config import Config, load_config
 from batch.model import RowResult, Status, Table
+from batch.providers.base import Identity
 from batch.reader import read_table
 from batch.report import rewrite_results
 from batch.runner import RunOptions, run_batch, snapshot_key
@@ -36,7 +38,7 @@ def invoicebox_input(tmp_path: Path, *emails: str) -> tuple[Config, Table]:
     cfg = config(tmp_path, "invoicebox")
     src = tmp_path / "p.csv"
     src.write_text("email\n" + "".join(f"{e}\n" for e in emails), encoding="utf-8")
-    return cfg, read_table(src, provider="invoicebox")
+    return cfg, read_table(src, **fields_of("invoicebox"))
 
 
 def wrong(code: str) -> str:
@@ -47,7 +49,7 @@ def wrong(code: str) -> str:
 def both_ways(table: Table, cfg: Config, journal: Journal, **flags: bool) -> tuple[plan.Plan, plan.Plan]:
     """The full path's plan and the fast path's, over the same table and journal."""
     full = plan.plan(validate_rows(table, cfg), cfg, journal, **flags)
-    settled = plan.settle(table, snapshot.saved_rows(journal), cfg)
+    settled = plan.settle(table, journal.saved_rows(), cfg)
     assert settled is not None
     fast = plan.plan(validate_rows(table, cfg, skip=settled.results), cfg, journal, settled=settled, **flags)
     return full, fast
@@ -57,8 +59,8 @@ def assert_same(full: plan.Plan, fast: plan.Plan) -> None:
     assert fast.results == full.results  # every field of every line, in order
     assert [(t.identity, t.values, t.result, t.item) for t in fast.tasks] == [
         (t.identity, t.values, t.result, t.item) for t in full.tasks]
-    assert sorted((i, p, r.line if r else None) for i, p, r in fast.unmarked) == sorted(
-        (i, p, r.line if r else None) for i, p, r in full.unmarked)
+    assert sorted((t.identity.key, t.result.partner_id, t.result.line) for t in fast.followups) == sorted(
+        (t.identity.key, t.result.partner_id, t.result.line) for t in full.followups)
     assert fast.lost == full.lost
 
 
@@ -66,7 +68,7 @@ def save_snapshot(journal: Journal, table: Table, cfg: Config) -> None:
     """What a run does at its start: record itself and the input's rows with their identities."""
     journal.start_run(input_path=table.path, input_sha256=table.sha256, config_fingerprint=cfg.fingerprint(),
                       provider=cfg.provider, action=cfg.action, headers=table.headers)
-    snapshot.save_rows(journal, [(r.line, plan.identity(r, cfg.provider) if r.valid else None, r.cells)
+    journal.save_rows([(r.line, r.identity.key if r.identity is not None else None, r.cells)
                        for r in validate_rows(table, cfg)], snapshot_key(table, cfg))
 
 
@@ -92,8 +94,9 @@ def test_edin_fast_path_decides_every_row_as_the_full_path_does(tmp_path: Path, 
         f"{b},,B other,b@example.com,7777",  # 14 the same partner, another template: another invitation
         f"{k},,K,not-an-address,",      # 15 invalid e-mail
     ]) + "\n", encoding="utf-8")
-    table = read_table(src, provider="edin")
-    ident = {code: f"code:{code}|tpl:5551" for code in (a, b, c, d, e, f, g, h)}
+    table = read_table(src, **fields_of("edin"))
+    ident = {code: support.identity_of("edin", code=code, contract_template_id="5551")
+             for code in (a, b, c, d, e, f, g, h)}
     with Journal.open(tmp_path / "p.sqlite") as journal:
         save_snapshot(journal, table, cfg)
         for n, (code, state) in enumerate([(a, ItemState.SENT), (b, ItemState.SENT), (c, ItemState.SKIPPED),
@@ -110,7 +113,7 @@ def test_edin_fast_path_decides_every_row_as_the_full_path_does(tmp_path: Path, 
     assert status == {2: "skipped", 3: "skipped", 4: "skipped", 5: "pending" if flags else "failed",
                       6: "pending" if flags else "unknown", 7: "pending", 8: "pending", 9: "pending",
                       10: "duplicate", 11: "duplicate", 12: "invalid", 13: "skipped", 14: "pending", 15: "invalid"}
-    assert [(i, p) for i, p, _ in fast.unmarked] == [(ident[b], 101)]
+    assert [(t.identity.key, t.result.partner_id) for t in fast.followups] == [(ident[b].key, "101")]
 
 
 @pytest.mark.parametrize("flags", [{}, {"resend_unknown": True}], ids=["plain", "resend"])
@@ -120,26 +123,26 @@ def test_invoicebox_fast_path_decides_every_row_as_the_full_path_does(tmp_path: 
     with Journal.open(tmp_path / "p.sqlite") as journal:
         save_snapshot(journal, table, cfg)
         for who, state in [("sent", ItemState.SENT), ("unk", ItemState.UNKNOWN), ("fail", ItemState.FAILED)]:
-            journal.begin(f"{IB_PARTNER}|{who}@x.io", step="invite")
-            journal.finish(f"{IB_PARTNER}|{who}@x.io", state=state, http_status=200 if who == "sent" else 504)
-        journal.begin(f"{IB_PARTNER}|fly@x.io", step="invite")
+            journal.begin(Identity(f"{IB_PARTNER}|{who}@x.io"), step="invite")
+            journal.finish(Identity(f"{IB_PARTNER}|{who}@x.io"), state=state, http_status=200 if who == "sent" else 504)
+        journal.begin(Identity(f"{IB_PARTNER}|fly@x.io"), step="invite")
 
         full, fast = both_ways(table, cfg, journal, **flags)
     assert_same(full, fast)
     assert [r.status.value for r in fast.results] == [
         "skipped", "pending" if flags else "unknown", "pending" if flags else "unknown", "failed", "pending",
         "duplicate", "invalid"]
-    assert fast.lost == ([] if flags else [f"{IB_PARTNER}|fly@x.io"])
+    assert [i.key for i in fast.lost] == ([] if flags else [f"{IB_PARTNER}|fly@x.io"])
 
 
 def test_a_snapshot_that_does_not_line_up_with_the_table_is_not_used(tmp_path: Path) -> None:
     cfg, table = invoicebox_input(tmp_path, "a@x.io", "b@x.io")
     with Journal.open(tmp_path / "p.sqlite") as journal:
         save_snapshot(journal, table, cfg)
-        saved = snapshot.saved_rows(journal)
+        saved = journal.saved_rows()
     assert plan.settle(table, saved, cfg) is not None
     assert plan.settle(table, saved[:1], cfg) is None  # a row missing
-    shifted = [(line + 1, *rest) for line, *rest in saved]
+    shifted = [row._replace(line=row.line + 1) for row in saved]
     assert plan.settle(table, shifted, cfg) is None  # other line numbers
 
 
@@ -149,9 +152,9 @@ def test_the_snapshot_key_changes_with_anything_validation_depends_on(tmp_path: 
     src = tmp_path / "p.csv"
     src.write_text(f"code,name,email\n{support.edrpou_codes(1, random.Random(1))[0]},A,a@example.com\n",
                    encoding="utf-8")
-    table = read_table(src, provider="edin")
+    table = read_table(src, **fields_of("edin"))
     key = snapshot_key(table, cfg)
-    assert snapshot_key(read_table(src, provider="edin"), cfg) == key  # the same file, the same settings
+    assert snapshot_key(read_table(src, **fields_of("edin")), cfg) == key  # the same file, the same settings
     others = {
         "settings": snapshot_key(table, config(tmp_path, "edin", owner_company_id=9, contract_template_id=None)),
         "bytes": snapshot_key(Table(table.path, table.sheet, table.headers, table.fields, table.rows,
@@ -205,10 +208,10 @@ def test_results_rows_of_settled_lines_carry_the_earlier_outcome(tmp_path: Path)
     cfg, table = invoicebox_input(tmp_path, "a@x.io")
     with Journal.open(tmp_path / "p.sqlite") as journal:
         save_snapshot(journal, table, cfg)
-        journal.begin(f"{IB_PARTNER}|a@x.io", step="invite")
-        journal.finish(f"{IB_PARTNER}|a@x.io", state=ItemState.SENT, http_status=200, request_id="req-1",
+        journal.begin(Identity(f"{IB_PARTNER}|a@x.io"), step="invite")
+        journal.finish(Identity(f"{IB_PARTNER}|a@x.io"), state=ItemState.SENT, http_status=200, request_id="req-1",
                        invitation_id="inv-1", attempts=2, sent_at="2026-01-02T03:04:05Z")
-        settled = plan.settle(table, snapshot.saved_rows(journal), cfg)
+        settled = plan.settle(table, journal.saved_rows(), cfg)
     assert settled is not None
     assert list(settled.results.values()) == [
         RowResult(2, ("a@x.io",), Status.SKIPPED, "sent in an earlier run", "", "inv-1", "", 200, 2, "req-1",

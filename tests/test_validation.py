@@ -9,15 +9,20 @@ from typing import Any
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from stdnum.ua import edrpou, rntrc
+from support import fields_of
 
+from batch import providers
 from batch.config import Config, parse_config
 from batch.model import RawRow, Row, Table
-from batch.reader import HEADER_ALIASES, normalise_header, read_table
-from batch.validation import edrpou_valid, normalise_email, rnokpp_valid, validate_rows
+from batch.providers.edin.rules import edrpou_valid, rnokpp_valid
+from batch.reader import normalise_header, read_table
+from batch.validation import normalise_email, validate_rows
 
 DATA = Path(__file__).parent / "data"
 BOX_PID = "01771534-1a57-f184-dee3-ebeb91dded76"
 ROW_PID = "9f0c1e2a-3b4c-4d5e-8f90-a1b2c3d4e5f6"
+
+EDIN_ALIASES = {f.name: f.aliases for f in providers.get("edin").fields}
 
 
 def edin(**invite: Any) -> Config:
@@ -33,7 +38,7 @@ def invoicebox(**invite: Any) -> Config:
 
 def table(headers: tuple[str, ...], *rows: tuple[str, ...]) -> Table:
     """A Table as the reader makes it: fields found by the built-in aliases, lines from 2."""
-    lookup = {normalise_header(a): f for f, aliases in HEADER_ALIASES.items() for a in aliases}
+    lookup = {normalise_header(a): f for f, aliases in EDIN_ALIASES.items() for a in aliases}
     fields = {lookup[normalise_header(h)]: i for i, h in enumerate(headers) if normalise_header(h) in lookup}
     raw = [RawRow(line, cells) for line, cells in enumerate(rows, start=2)]
     return Table(path="in.csv", sheet=None, headers=headers, fields=fields, rows=raw, sha256="0" * 64)
@@ -268,7 +273,7 @@ def test_invoicebox(headers: tuple[str, ...], cells: tuple[str, ...], invite: di
 
 @pytest.mark.parametrize("ext", ["csv", "xlsx", "xls", "ods"])
 def test_fixture_rows(ext: str) -> None:
-    rows = validate_rows(read_table(DATA / f"partners-uk.{ext}", provider="edin"), edin(contract_template_id=5551))
+    rows = validate_rows(read_table(DATA / f"partners-uk.{ext}", **fields_of("edin")), edin(contract_template_id=5551))
     assert len(rows) == 42
     invalid = [(r.line, r.problems) for r in rows if not r.valid]
     assert invalid == [(42, ('ЄДРПОУ: "24874472" is not a valid EDRPOU: wrong check digit',))]

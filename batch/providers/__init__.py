@@ -1,59 +1,59 @@
-"""HTTP clients of the providers; they know their API and nothing about files."""
+"""The provider registry: every provider is found through the entry-point group `invite_batch.providers`.
+
+The built-in ones register in this package's own `pyproject.toml`, exactly as a provider living in another
+distribution would; the core asks this module, never a provider package, for what it needs.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import threading
+from importlib.metadata import entry_points
 
-from ..config import Config
-from ..http import HttpClient
-from ..ratelimit import RateLimiter
-from .edin import EdinClient
-from .invoicebox import InvoiceboxClient
+from ..errors import UsageError
+from .base import Provider
 
-log = logging.getLogger("batch.providers")
+GROUP = "invite_batch.providers"
 
-
-@dataclass
-class Clients:
-    """The one provider client a run uses (the other is None)."""
-
-    http: HttpClient
-    edin: EdinClient | None = None
-    invoicebox: InvoiceboxClient | None = None
-
-    def login(self) -> None:
-        if self.edin is not None:
-            self.edin.login()
-
-    def logout(self) -> None:
-        if self.edin is not None:
-            with contextlib.suppress(Exception):  # the session would expire anyway
-                self.edin.logout()
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_loaded: dict[str, Provider] | None = None
 
 
-@contextlib.contextmanager
-def open_clients(config: Config, *, sleep: Callable[[float], None]) -> Iterator[Clients]:
-    """Build the limiter, the HTTP session and the provider client; start the embedded sandbox if asked."""
-    with contextlib.ExitStack() as stack:
-        if config.embedded:
-            from ..sandbox import SandboxServer
+def providers() -> dict[str, Provider]:
+    """Every registered provider by name, loaded once (a broken plug-in is logged and left out)."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            found: dict[str, Provider] = {}
+            for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+                try:
+                    profile = ep.load()()
+                except Exception as e:  # another package's bug must not stop every run
+                    log.warning("provider %s (%s) could not be loaded: %s", ep.name, ep.value, e)
+                    continue
+                if not isinstance(profile, Provider) or profile.name != ep.name:
+                    log.warning("provider %s (%s) is not a Provider named %r; left out", ep.name, ep.value, ep.name)
+                    continue
+                found[ep.name] = profile
+            _loaded = found
+        return _loaded
 
-            server = stack.enter_context(SandboxServer(config.sandbox))
-            log.info("embedded sandbox listening on %s", server.url)
-            config = dataclasses.replace(config, base_url=server.url)
-        limiter = RateLimiter(config.limits.rate, sleep=sleep)
-        http = HttpClient(config.base_url, timeouts=config.limits.timeout, retry=config.retry, limiter=limiter,
-                          workers=config.limits.workers, ca_bundle=config.ca_bundle, sleep=sleep)
-        stack.callback(http.close)
-        clients = Clients(http=http)
-        if config.provider == "edin":
-            assert config.auth.email and config.auth.password
-            clients.edin = EdinClient(http, email=config.auth.email, password=config.auth.password)
-        else:
-            assert config.auth.token
-            clients.invoicebox = InvoiceboxClient(http, token=config.auth.token)
-        yield clients
+
+def names() -> tuple[str, ...]:
+    return tuple(providers())
+
+
+def get(name: str) -> Provider:
+    """The provider called `name`; UsageError naming the choices when there is none."""
+    found = providers().get(name)
+    if found is None:
+        raise UsageError(f"unknown provider {name!r}; expected one of: {', '.join(names()) or '(none installed)'}")
+    return found
+
+
+def reload() -> None:
+    """Forget the loaded providers, so the next call looks at the installed entry points again (tests)."""
+    global _loaded
+    with _lock:
+        _loaded = None

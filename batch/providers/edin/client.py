@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError, SessionExpiredError
-from ..http import HttpClient, Reply
-from ..logs import register_secret
-from .base import Partner, as_int, partner_from_json
+from ...errors import AmbiguousAPIError, AuthError, FatalAPIError, RetriableAPIError, SessionExpiredError
+from ...http import HttpClient, Reply
+from ...logs import register_secret
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 MAX_PAGES = 10_000  # a million partners; beyond that the server is ignoring `offset`
 LOGIN_TRIES = 3  # whole logins started over after an unanswered `auth`
+
+
+@dataclass(frozen=True)
+class Partner:
+    """An EDIN counterparty as far as the invitation job cares."""
+
+    partner_id: int
+    code: str
+    name: str
+    invitation_date: int | None  # unix seconds; None when absent or 0 (never invited)
 
 
 class EdinClient:
@@ -233,3 +243,33 @@ def _expect(reply: Reply, kind: type) -> Any:
                                   http_status=reply.status, request_id=reply.request_id or None,
                                   response=reply, attempts=reply.attempts)
     return data
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from an int or a digit string; None for anything else (bools, floats with a fraction)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def partner_from_json(item: Any) -> Partner | None:
+    """A Partner from one element of EDIN's answer; None when it has no usable partnerId."""
+    if not isinstance(item, Mapping):
+        return None
+    partner_id = as_int(item.get("partnerId"))
+    if partner_id is None or partner_id <= 0:
+        return None
+    code, name = item.get("code"), item.get("name")
+    invited = as_int(item.get("invitationDate"))
+    return Partner(
+        partner_id=partner_id,
+        code="" if code is None else str(code).strip(),
+        name="" if name is None else str(name).strip(),
+        invitation_date=invited if invited else None,
+    )

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import requests
 
-from .. import __version__
-from ..http import HttpClient
-from ..logs import register_secret
-from .base import Invitation
+from ... import __version__
+from ...http import HttpClient
+from ...logs import register_secret
 
 log = logging.getLogger(__name__)
 
-INVITE_PATH = "/v3/notification/api/invite"
+INVITE_PATH = "/{prefix}/notification/api/invite"
+PREFIXES = ("v3", "l3")  # l3: accounts registered through the business cabinet (providers/invoicebox.md)
 # The API wants `AppName/1.0 (extra)`.
 USER_AGENT = f"invite-batch/{__version__} (python-requests/{requests.__version__})"
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """An accepted Invoicebox invitation."""
+
+    invitation_id: str
+    request_id: str
+    http_status: int
+    attempts: int
 
 
 class InvoiceboxClient:
     """Sends invitations; there is nothing to look up, so an unanswered one stays unknown."""
 
-    def __init__(self, http: HttpClient, *, token: str) -> None:
+    def __init__(self, http: HttpClient, *, token: str, prefix: str = "v3") -> None:
         self._http = http
+        self._path = INVITE_PATH.format(prefix=prefix)
         register_secret(token)
         self._headers = {
             "Authorization": f"Bearer {token}",
@@ -36,7 +48,7 @@ class InvoiceboxClient:
         body = {"partnerId": partner_id, "type": type, "identifier": email}
         # A refused token comes back as FatalAPIError with http_status 401; the caller stops the run on it
         # (after putting its row back to pending), since it would fail every row alike.
-        reply = self._http.request("POST", INVITE_PATH, mutating=True, json=body, headers=self._headers)
+        reply = self._http.request("POST", self._path, mutating=True, json=body, headers=self._headers)
         invitation_id = ""
         try:
             data = reply.json()
