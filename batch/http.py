@@ -42,7 +42,11 @@ from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# SPEC §7: these say "not processed, try later" on any request...
+RETRIABLE_STATUSES = frozenset({429, 503})
+# ...while these may come after the request was processed (an unhandled exception, a proxy that gave up
+# waiting): retried on a request that changes nothing, ambiguous on one that changes something.
+MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
 DETAIL_MAX = 300  # characters of a provider's error text kept in a message
 
 
@@ -98,6 +102,16 @@ _AFTER_SENDING: tuple[type[BaseException], ...] = (
     BrokenPipeError,
     TimeoutError,
 )
+# Raised while the request is being built, before a byte is sent: nothing can have changed.
+_NOT_SENT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+    requests.exceptions.InvalidJSONError,
+    u3.LocationParseError,
+)
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     requests.RequestException, u3.HTTPError, http.client.HTTPException, OSError,
 )
@@ -122,12 +136,18 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def classify(*, status: int | None = None, error: BaseException | None = None, mutating: bool,
              session: bool = False) -> Outcome:
-    """Classify one exchange by its HTTP status or by the exception that ended it."""
+    """Classify one exchange by its HTTP status or by the exception that ended it (SPEC §7, §10).
+
+    `mutating`: the request changes something at the provider and repeating it could change it twice (a
+    creation, an invitation, a one-time login token); a lost answer or a 500/502/504 to it is AMBIGUOUS.
+    """
     if status is not None:
         if 200 <= status < 300:
             return Outcome.SUCCESS
         if status in RETRIABLE_STATUSES:
             return Outcome.RETRIABLE
+        if status in MAYBE_PROCESSED_STATUSES:
+            return Outcome.AMBIGUOUS if mutating else Outcome.RETRIABLE
         # EDIN documents no error format: a call needing the session that is refused, or redirected
         # (to a login page), means the session is gone. Without a session these are plain refusals.
         if session and (status in (401, 403) or 300 <= status < 400):
@@ -142,7 +162,11 @@ def classify(*, status: int | None = None, error: BaseException | None = None, m
         return Outcome.RETRIABLE
     if any(isinstance(e, _AFTER_SENDING) for e in causes):
         return Outcome.AMBIGUOUS if mutating else Outcome.RETRIABLE
-    return Outcome.FATAL  # InvalidURL, InvalidHeader, TooManyRedirects...: retrying cannot help
+    if any(isinstance(e, _NOT_SENT) for e in causes):
+        return Outcome.FATAL  # the request could not be built: retrying cannot help, and nothing went out
+    # Unrecognised (TooManyRedirects, a new library error...): it may have come after sending, so a change may
+    # have happened; a read is simply not repeated.
+    return Outcome.AMBIGUOUS if mutating else Outcome.FATAL
 
 
 def describe_error(error: BaseException) -> str:
@@ -415,6 +439,8 @@ class HttpClient:
             return RetriableAPIError(text, retry_after=retry_after, **kw)
         if outcome is Outcome.SESSION_EXPIRED:
             return SessionExpiredError(text, **kw)
+        if outcome is Outcome.AMBIGUOUS:
+            return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
         return FatalAPIError(text, **kw)
 
     def _network_error(self, outcome: Outcome, error: BaseException, attempt: int) -> APIError | UnreachableError:
@@ -424,8 +450,9 @@ class HttpClient:
             return RetriableAPIError(text, **kw)
         if outcome is Outcome.AMBIGUOUS:
             return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
-        # Nothing reached the provider and nothing will: stop the run instead of failing every row alike.
-        return UnreachableError(f"cannot reach {self.base_url}: {text}; nothing was sent")
+        # No request gets through safely, and none will: stop the run instead of failing every row alike.
+        unsent = any(isinstance(e, _NOT_SENT | ssl.SSLCertVerificationError) for e in _causes(error))
+        return UnreachableError(f"cannot reach {self.base_url}: {text}{'; nothing was sent' if unsent else ''}")
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -85,10 +85,16 @@ STATUS_CASES = [
     (201, True, False, Outcome.SUCCESS),
     (204, True, True, Outcome.SUCCESS),
     (429, True, False, Outcome.RETRIABLE),
-    (500, True, False, Outcome.RETRIABLE),
-    (502, False, False, Outcome.RETRIABLE),
+    (429, False, True, Outcome.RETRIABLE),
     (503, True, True, Outcome.RETRIABLE),
-    (504, True, False, Outcome.RETRIABLE),
+    (503, False, False, Outcome.RETRIABLE),
+    # SPEC §7: a 500/502/504 may come after the change was made: retried on a read, ambiguous on a change.
+    (500, False, False, Outcome.RETRIABLE),
+    (500, True, False, Outcome.AMBIGUOUS),
+    (502, False, True, Outcome.RETRIABLE),
+    (502, True, True, Outcome.AMBIGUOUS),
+    (504, False, False, Outcome.RETRIABLE),
+    (504, True, False, Outcome.AMBIGUOUS),
     (400, True, False, Outcome.FATAL),
     (404, False, False, Outcome.FATAL),
     (409, True, True, Outcome.FATAL),
@@ -99,7 +105,8 @@ STATUS_CASES = [
     (403, False, True, Outcome.SESSION_EXPIRED),
     (302, False, True, Outcome.SESSION_EXPIRED),
     (302, False, False, Outcome.FATAL),
-    (501, True, False, Outcome.FATAL),
+    (501, True, False, Outcome.FATAL),  # "not implemented": refused, not processed
+    (505, False, False, Outcome.FATAL),
     (408, False, False, Outcome.FATAL),
 ]
 
@@ -131,10 +138,17 @@ ERROR_CASES: list[tuple[str, BaseException, bool, Outcome]] = [
     ("urllib3-read-timeout-post", u3.ReadTimeoutError(None, URL, "timed out"), True,  # type: ignore[arg-type]
      Outcome.AMBIGUOUS),
     ("cert-invalid-get", _cert(), False, Outcome.FATAL),
+    ("cert-invalid-post", _cert(), True, Outcome.FATAL),
     ("invalid-url-get", requests.exceptions.InvalidURL("bad url"), False, Outcome.FATAL),
+    ("invalid-url-post", requests.exceptions.InvalidURL("bad url"), True, Outcome.FATAL),  # never sent
+    ("invalid-header-post", requests.exceptions.InvalidHeader("bad header"), True, Outcome.FATAL),
     ("too-many-redirects-get", requests.TooManyRedirects("loop"), False, Outcome.FATAL),
+    ("too-many-redirects-post", requests.TooManyRedirects("loop"), True, Outcome.AMBIGUOUS),  # sent at least once
     ("broken-pipe-raw-post", BrokenPipeError(32, "broken pipe"), True, Outcome.AMBIGUOUS),
-    ("any-other-requests-error-post", requests.RequestException("odd"), True, Outcome.FATAL),
+    # SPEC §10: an unrecognised error on a change may have come after sending; on a read nothing changed.
+    ("any-other-requests-error-post", requests.RequestException("odd"), True, Outcome.AMBIGUOUS),
+    ("any-other-requests-error-get", requests.RequestException("odd"), False, Outcome.FATAL),
+    ("any-other-oserror-post", OSError(5, "I/O error"), True, Outcome.AMBIGUOUS),
     ("bug-in-our-code", TypeError("not a network problem"), False, Outcome.FATAL),
 ]
 
@@ -218,15 +232,33 @@ def test_retries_5xx_then_succeeds(client: HttpClient, mocked: responses.Request
 
 
 def test_gives_up_after_attempts(client: HttpClient, mocked: responses.RequestsMock, rec: Recorder) -> None:
-    mocked.post(URL, status=500, body="oops", headers={"X-Request-Id": "r-last"})
+    mocked.post(URL, status=503, body="oops", headers={"X-Request-Id": "r-last"})
     with pytest.raises(RetriableAPIError) as err:
         client.request("POST", "/v1/thing", mutating=True, json={})
     e = err.value
-    assert (e.http_status, e.attempts, e.request_id) == (500, 5, "r-last")
+    assert (e.http_status, e.attempts, e.request_id) == (503, 5, "r-last")
     assert str(e) == "oops"
     assert len(mocked.calls) == 5 and len(rec.sleeps) == 4 and rec.acquired == 5
     caps = [0.5, 1.0, 2.0, 4.0]
     assert all(0 <= s <= cap for s, cap in zip(rec.sleeps, caps, strict=True))
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_500_502_or_504_to_a_change_is_ambiguous_and_not_repeated(
+        client: HttpClient, mocked: responses.RequestsMock, rec: Recorder, status: int) -> None:
+    mocked.post(URL, status=status, body="oops", headers={"X-Request-Id": "r-1"})
+    with pytest.raises(AmbiguousAPIError) as err:
+        client.request("POST", "/v1/thing", mutating=True, json={})
+    assert (err.value.http_status, err.value.attempts, err.value.request_id) == (status, 1, "r-1")
+    assert "may have been processed" in str(err.value)
+    assert len(mocked.calls) == 1 and rec.sleeps == []
+
+
+def test_a_500_to_a_read_is_retried(client: HttpClient, mocked: responses.RequestsMock, rec: Recorder) -> None:
+    mocked.get(URL, status=500, body="oops")
+    mocked.get(URL, status=200, json=[])
+    assert client.request("GET", "/v1/thing", mutating=False).attempts == 2
+    assert len(rec.sleeps) == 1
 
 
 def test_wait_is_capped_by_max_wait(rec: Recorder, mocked: responses.RequestsMock) -> None:

@@ -38,7 +38,9 @@ class EdinClient:
         self._password = password
         register_secret(password)
         self._lock = threading.RLock()
-        self._sid: str | None = None
+        # Every cookie EDIN (or a load balancer in front of it) has set, sent back as a browser would (SPEC §10);
+        # None until logged in. The SID is one of them.
+        self._cookies: dict[str, str] | None = None
         self._generation = 0  # bumped by every login, so threads that saw the same expiry log in once
 
     # ------------------------------------------------------------------ session
@@ -47,9 +49,10 @@ class EdinClient:
         """Log in (auth_uuid, then auth) and keep the SID; AuthError on captcha or bad credentials."""
         with self._lock:
             for attempt in range(1, LOGIN_TRIES + 1):
-                token = self._login_token()
+                jar: dict[str, str] = {}
+                token = self._login_token(jar)
                 try:
-                    sid = self._session_id(token)
+                    self._session_id(token, jar)
                 except AmbiguousAPIError as e:
                     # A login token works once: if `auth` went through unanswered, repeating it would be
                     # refused as a wrong password. Start over with a fresh token instead.
@@ -57,19 +60,19 @@ class EdinClient:
                         raise RetriableAPIError(f"EDIN login: {e.message}", attempts=LOGIN_TRIES) from e
                     log.info("EDIN login answer lost (%s); starting the login again", e.message)
                     continue
-                register_secret(sid)
-                self._sid = sid
+                self._cookies = jar
                 self._generation += 1
                 break
         log.info("logged in to EDIN as %s", self._email)
 
-    def _login_token(self) -> str:
+    def _login_token(self, jar: dict[str, str]) -> str:
         """Step 1, POST /bdoc/auth_uuid: the one-time login token."""
         who = self._email
         try:
             reply = self._http.request("POST", "/bdoc/auth_uuid", mutating=False, files={"email": (None, who)})
         except FatalAPIError as e:
             raise AuthError(f"EDIN refused the login of {who}: {e.message}") from None
+        _keep(jar, reply)
         answer = _json(reply)
         if not isinstance(answer, dict):
             raise AuthError(f"EDIN login of {who}: unexpected answer to auth_uuid (HTTP {reply.status})")
@@ -82,29 +85,28 @@ class EdinClient:
         register_secret(token)
         return token
 
-    def _session_id(self, token: str) -> str:
-        """Step 2, POST /bdoc/auth with the token and password: the SID cookie."""
+    def _session_id(self, token: str, jar: dict[str, str]) -> None:
+        """Step 2, POST /bdoc/auth with the token and password: the SID cookie (and any other) into `jar`."""
         who = self._email
         try:
             # mutating: a drop after sending must not be retried with the same (spent) token.
-            reply = self._http.request("POST", "/bdoc/auth", mutating=True,
+            reply = self._http.request("POST", "/bdoc/auth", mutating=True, cookies=dict(jar),
                                        files={"token": (None, token), "password": (None, self._password)})
         except FatalAPIError as e:
             raise AuthError(f"EDIN login failed for {who}: wrong e-mail or password ({e.message})") from None
-        sid = reply.cookies.get("SID")
-        if not sid:
+        _keep(jar, reply)
+        if not jar.get("SID"):
             raise AuthError(f"EDIN login failed for {who}: no SID cookie in the answer "
                             f"(HTTP {reply.status}; wrong e-mail or password?)")
-        return sid
 
     def logout(self) -> None:
         """End the session; best effort, errors only logged."""
         with self._lock:
-            sid, self._sid = self._sid, None
-        if sid is None:
+            cookies, self._cookies = self._cookies, None
+        if cookies is None:
             return
         try:
-            self._http.request("GET", "/bdoc/logout", mutating=False, session=True, cookies={"SID": sid})
+            self._http.request("GET", "/bdoc/logout", mutating=False, session=True, cookies=cookies)
         except Exception as e:  # a failed logout must not turn a finished run into a failed one
             log.debug("EDIN logout failed: %s", e)
 
@@ -123,12 +125,15 @@ class EdinClient:
         """
         for retried in (False, True):
             with self._lock:
-                if self._sid is None:
+                if self._cookies is None:
                     self.login()
-                sid, generation = self._sid, self._generation
+                cookies, generation = dict(self._cookies or {}), self._generation
             try:
-                reply = self._http.request(method, path, mutating=mutating, session=True,
-                                           cookies={"SID": sid or ""}, **kw)
+                reply = self._http.request(method, path, mutating=mutating, session=True, cookies=cookies, **kw)
+                if reply.cookies:  # a cookie set or renewed later (a load balancer's, say) is kept too
+                    with self._lock:
+                        if self._generation == generation and self._cookies is not None:
+                            _keep(self._cookies, reply)
                 return reply, (_expect(reply, expect) if expect is not None else None)
             except SessionExpiredError as e:
                 if retried:
@@ -143,16 +148,22 @@ class EdinClient:
     # ------------------------------------------------------------------ partners
 
     def _pages(self, pattern: str | None) -> Iterator[list[Any]]:
-        """Pages of GET /bdoc/partners until a short one (or one that repeats the last)."""
-        offset, last_ids = 0, None
+        """Pages of GET /bdoc/partners until the list ends (SPEC §10).
+
+        A server may cap a page below the `limit` asked for, so a page shorter than `limit` ends the list only
+        once it is also shorter than the largest page the server has given: until then the next page is asked
+        for, and an empty one ends it. A page that repeats the last one (a server ignoring `offset`) ends it too.
+        """
+        offset, last_ids, server_page = 0, None, 0
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"search_pattern": pattern} if pattern else {}
             params.update(limit=PAGE_SIZE, offset=offset)
             _, page = self._call("GET", "/bdoc/partners", mutating=False, params=params, expect=list)
             yield page
             ids = [item.get("partnerId") if isinstance(item, dict) else None for item in page]
-            if len(page) < PAGE_SIZE or ids == last_ids:
+            if not page or ids == last_ids or len(page) < min(server_page, PAGE_SIZE):
                 return
+            server_page = max(server_page, len(page))
             last_ids, offset = ids, offset + len(page)
         log.warning("EDIN partner list did not end after %d pages; stopped reading it", MAX_PAGES)
 
@@ -217,8 +228,16 @@ class EdinClient:
         """POST /bdoc/partner/status with the ids to mark "invitation sent"."""
         if not partner_ids:
             raise ValueError("mark_invited needs at least one partner id")
-        reply, _ = self._call("POST", "/bdoc/partner/status", mutating=True, json=[int(i) for i in partner_ids])
+        # Marking sets a status: repeating it changes nothing more, so it is retried like a read.
+        reply, _ = self._call("POST", "/bdoc/partner/status", mutating=False, json=[int(i) for i in partner_ids])
         return reply
+
+
+def _keep(jar: dict[str, str], reply: Reply) -> None:
+    """Add the cookies an answer set to `jar`; their values are secrets (a session) and never logged."""
+    for name, value in reply.cookies.items():
+        register_secret(value)
+        jar[name] = value
 
 
 def _same_code(value: Any, code: str) -> bool:
