@@ -7,8 +7,10 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol
 
 from ..config import SandboxOptions
 from .edin import Edin
@@ -22,14 +24,39 @@ AccountOf = Callable[[Request], str | None]
 
 # Settings that may change while serving, with their upper bounds.
 TUNABLE = {"latency_ms": 60_000.0, "error_rate": 1.0, "throttle_rate": 1.0, "drop_rate": 1.0,
-           "session_idle": float("inf")}
+           "ambiguous_rate": 1.0, "session_idle": float("inf")}
 
-# What a proxy in front of a real API answers; 502/503 are HTML, so clients must go by the status.
-_ERROR_BODIES = {
-    500: error(500, None, "Internal Server Error"),
-    502: Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    503: Response(503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html"),
-}
+# What a proxy in front of a real API answers: HTML, so clients must go by the status. A 500 comes
+# from the application itself, in the provider's own error format (`Provider.internal_error`).
+_PROXY_BODIES = {status: f"<html><body><h1>{status} {HTTPStatus(status).phrase}</h1></body></html>".encode()
+                 for status in (502, 503, 504)}
+
+
+class Provider(Protocol):
+    """What the router asks of each simulated API."""
+
+    @property
+    def routes(self) -> Mapping[tuple[str, str], Handler]: ...
+
+    @property
+    def changing(self) -> frozenset[tuple[str, str]]:
+        """The routes whose requests change something."""
+
+    @property
+    def request_id_header(self) -> str: ...
+
+    def account(self, req: Request) -> str | None: ...
+
+    def owns(self, path: str) -> bool: ...
+
+    def internal_error(self) -> Response: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    handler: Handler
+    provider: Provider
+    changes: bool
 
 
 class Sandbox:
@@ -44,53 +71,75 @@ class Sandbox:
         self.limiter = RateLimiter(options.rate_limit, clock)
         self.edin = Edin(options, self.ledger, clock)
         self.invoicebox = Invoicebox(self.ledger)
-        self._routes: dict[str, dict[str, tuple[Handler, AccountOf]]] = {}
-        for provider in (self.edin, self.invoicebox):
+        self._routes: dict[str, dict[str, _Route]] = {}
+        for provider in self._providers():
             for (method, path), handler in provider.routes.items():
-                self._routes.setdefault(path, {})[method] = (handler, provider.account)
+                route = _Route(handler, provider, (method, path) in provider.changing)
+                self._routes.setdefault(path, {})[method] = route
+
+    def _providers(self) -> tuple[Provider, ...]:
+        return (self.edin, self.invoicebox)
 
     def handle(self, req: Request) -> Response | None:
         """Answer one request; None means: close the connection without answering."""
         if req.path == "/_sandbox" or req.path.startswith("/_sandbox/"):
             return self._admin(req)  # never faulted, never counted
-        self.ledger.arrive(f"{req.method} {req.path}")
+        call = f"{req.method} {req.path}"
+        self.ledger.arrive(call)
         if self.options.latency_ms > 0:
             self._sleep(self.options.latency_ms / 1000)
         draw = self.faults.draw()
         methods = self._routes.get(req.path)
         route = methods.get(req.method) if methods else None
-        response = self._fault(draw)
+        provider = route.provider if route else self._provider_of(req.path)
+        response = self._fault(draw, provider)
         if response is None:
-            account = (route[1](req) if route else None) or f"ip:{req.client}"
+            account = (route.provider.account(req) if route else None) or f"ip:{req.client}"
             wait = self.limiter.acquire(account)
             if wait is not None:
                 response = error(429, None, "Too Many Requests", headers=[("Retry-After", retry_after(wait))])
+        if response is None and route is not None and route.changes and draw.ambiguous is not None:
+            # The backend may or may not have done it; the answer says nothing either way (SPEC §8).
+            if draw.process_first:
+                self._process(req, route, methods)
+            self.ledger.ambiguous(call, processed=draw.process_first)
+            response = self._error_answer(draw.ambiguous, route.provider)
         if response is None:
             response = self._process(req, route, methods)
             if draw.drop:  # processed, effects kept; the answer is lost on the way back
                 self.ledger.dropped()
+                if route is not None and route.changes:
+                    self.ledger.ambiguous(call, processed=True, drop=True)
                 return None
-        response.headers.append(("X-Request-Id", str(uuid.uuid4())))
+        header = provider.request_id_header if provider else "X-Request-Id"
+        response.headers.append((header, str(uuid.uuid4())))
         self.ledger.answered(response.status)
         return response
 
-    def _fault(self, draw: Draw) -> Response | None:
+    def _provider_of(self, path: str) -> Provider | None:
+        """The API an unknown path belongs to, by its prefix, so its 404 looks like that API's."""
+        return next((p for p in self._providers() if p.owns(path)), None)
+
+    def _error_answer(self, status: int, provider: Provider | None) -> Response:
+        if status == 500:
+            return provider.internal_error() if provider else error(500, None, "Internal Server Error")
+        return Response(status, _PROXY_BODIES[status], "text/html", [])
+
+    def _fault(self, draw: Draw, provider: Provider | None) -> Response | None:
         if draw.throttle:
             return error(429, None, "Too Many Requests", headers=[("Retry-After", "1")])
         if draw.error is not None:
-            template = _ERROR_BODIES[draw.error]
-            return Response(template.status, template.body, template.content_type, [])
+            return self._error_answer(draw.error, provider)
         return None
 
-    def _process(self, req: Request, route: tuple[Handler, AccountOf] | None,
-                 methods: dict[str, Any] | None) -> Response:
+    def _process(self, req: Request, route: _Route | None, methods: dict[str, _Route] | None) -> Response:
         if methods is None:
             return error(404, "not_found", f"no such endpoint: {req.path}")
         if route is None:
             return error(405, "method_not_allowed", f"{req.method} is not allowed here",
                          headers=[("Allow", ", ".join(sorted(methods)))])
         try:
-            return route[0](req)
+            return route.handler(req)
         except Exception:  # a sandbox bug must show as a 500, not as a hung client
             traceback.print_exc(file=sys.stderr)
             return error(500, "sandbox_bug", "the sandbox failed on this request")

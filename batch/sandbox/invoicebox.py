@@ -19,9 +19,18 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 class Invoicebox:
     """Stateless apart from the ledger: the API has no look-up, so nothing else is kept."""
 
+    changing = frozenset({("POST", "/v3/notification/api/invite")})
+    request_id_header = "X-Request-Id"
+
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self.routes = {("POST", "/v3/notification/api/invite"): self.invite}
+
+    def owns(self, path: str) -> bool:
+        return path.startswith("/v3/")
+
+    def internal_error(self) -> Response:
+        return error(500, None, "Internal Server Error")  # documented without a code
 
     def account(self, req: Request) -> str | None:
         token = _bearer(req)

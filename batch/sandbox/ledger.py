@@ -30,6 +30,7 @@ class Ledger:
             self._partners: dict[int, Counter[str]] = {}
             self._emails: Counter[str] = Counter()
             self._calls: Counter[str] = Counter()
+            self._ambiguous: dict[str, Counter[str]] = {}
 
     def arrive(self, call: str = "") -> float:
         """Record one API request's arrival (`call` is "METHOD /path"); returns its time, taken under the lock."""
@@ -52,6 +53,14 @@ class Ledger:
     def dropped(self) -> None:
         with self._lock:
             self._drops += 1
+
+    def ambiguous(self, call: str, *, processed: bool, drop: bool = False) -> None:
+        """An answer to a changing request that says nothing about whether it was done: 500/502/504 or a drop."""
+        with self._lock:
+            c = self._ambiguous.setdefault(call, Counter())
+            c["total"] += 1
+            c["processed"] += processed
+            c["drops"] += drop
 
     def login(self) -> None:
         with self._lock:
@@ -87,6 +96,7 @@ class Ledger:
                 "drops": self._drops,
                 "responses": {str(k): v for k, v in sorted(self._responses.items())},
                 "calls": dict(sorted(self._calls.items())),
+                "ambiguous": _ambiguous(self._ambiguous),
                 "edin": {"logins": self._logins, "partners": {}},
                 "invoicebox": {"emails": {k: {"invitations": v} for k, v in sorted(self._emails.items())}},
             }
@@ -98,3 +108,10 @@ class Ledger:
             data["window_seconds"] = window
             data["max_requests_per_window"] = self.max_in_window(window)
         return data
+
+
+def _ambiguous(per_call: dict[str, Counter[str]]) -> dict[str, Any]:
+    """Totals over every call, and per call: answers given, how many were processed, how many were drops."""
+    keys = ("total", "processed", "drops")
+    calls = {call: {k: c[k] for k in keys} for call, c in sorted(per_call.items())}
+    return {**{k: sum(c[k] for c in calls.values()) for k in keys}, "calls": calls}
