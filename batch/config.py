@@ -109,6 +109,10 @@ class SandboxOptions:
     session_idle: float = 600.0
     seed: int | None = None
     partners: str | None = None
+    ambiguous_rate: float = 0.0  # 500/502/504 to a changing request, processed first about half the time
+    page_cap: int | None = None  # edin: at most this many partners per page
+    route_cookie: bool = False  # edin: login also sets a load balancer's `route` cookie, needed afterwards
+    invitation_date_on: Literal["invite", "mark"] = "invite"  # edin: which call sets invitationDate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,9 +475,22 @@ def _sandbox(s: _Section) -> SandboxOptions:
         session_idle=s.number("session_idle", 600.0, minimum=0.001),
         seed=s.integer("seed", None, minimum=0),
         partners=s.text("partners"),
+        ambiguous_rate=s.number("ambiguous_rate", 0.0, maximum=1.0),
+        page_cap=s.integer("page_cap", None),
+        route_cookie=s.flag("route_cookie", False),
+        invitation_date_on=_one_of(s, "invitation_date_on", ("invite", "mark")),  # type: ignore[arg-type]
     )
     s.finish()
     return opts
+
+
+def _one_of(s: _Section, key: str, allowed: tuple[str, ...]) -> str:
+    """A text key limited to `allowed`; the first is the default."""
+    value = s.text(key, allowed[0])
+    if value not in allowed:
+        s.problems.add(_join(s.path, key), f"must be {' or '.join(allowed)}, got {value!r}")
+        return allowed[0]
+    return value
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
