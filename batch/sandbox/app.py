@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from ..config import SandboxOptions
+from .diadoc import Diadoc
 from .edin import Edin
 from .faults import Draw, Faults, RateLimiter, retry_after
 from .invoicebox import Invoicebox
@@ -24,7 +25,7 @@ AccountOf = Callable[[Request], str | None]
 
 # Settings that may change while serving, with their upper bounds.
 TUNABLE = {"latency_ms": 60_000.0, "error_rate": 1.0, "throttle_rate": 1.0, "drop_rate": 1.0,
-           "ambiguous_rate": 1.0, "session_idle": float("inf")}
+           "ambiguous_rate": 1.0, "session_idle": float("inf"), "task_ms": 3_600_000.0}
 
 # What a proxy in front of a real API answers: HTML, so clients must go by the status. A 500 comes
 # from the application itself, in the provider's own error format (`Provider.internal_error`).
@@ -43,13 +44,20 @@ class Provider(Protocol):
         """The routes whose requests change something."""
 
     @property
+    def never_dropped(self) -> frozenset[tuple[str, str]]:
+        """Routes spared drops and ambiguous answers."""
+
+    @property
     def request_id_header(self) -> str: ...
 
     def account(self, req: Request) -> str | None: ...
 
-    def owns(self, path: str) -> bool: ...
+    def owns(self, path: str) -> bool:
+        """Whether an unknown path looks like this API's, so its 404 is in this API's format."""
 
-    def internal_error(self) -> Response: ...
+    def problem(self, status: int, code: str | None, message: str,
+                headers: list[tuple[str, str]] | None = None) -> Response:
+        """An error in this API's own format."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,7 @@ class _Route:
     handler: Handler
     provider: Provider
     changes: bool
+    droppable: bool
 
 
 class Sandbox:
@@ -71,14 +80,16 @@ class Sandbox:
         self.limiter = RateLimiter(options.rate_limit, clock)
         self.edin = Edin(options, self.ledger, clock)
         self.invoicebox = Invoicebox(self.ledger)
+        self.diadoc = Diadoc(options, self.ledger, clock)
         self._routes: dict[str, dict[str, _Route]] = {}
         for provider in self._providers():
             for (method, path), handler in provider.routes.items():
-                route = _Route(handler, provider, (method, path) in provider.changing)
+                key = (method, path)
+                route = _Route(handler, provider, key in provider.changing, key not in provider.never_dropped)
                 self._routes.setdefault(path, {})[method] = route
 
     def _providers(self) -> tuple[Provider, ...]:
-        return (self.edin, self.invoicebox)
+        return (self.edin, self.invoicebox, self.diadoc)
 
     def handle(self, req: Request) -> Response | None:
         """Answer one request; None means: close the connection without answering."""
@@ -97,16 +108,17 @@ class Sandbox:
             account = (route.provider.account(req) if route else None) or f"ip:{req.client}"
             wait = self.limiter.acquire(account)
             if wait is not None:
-                response = error(429, None, "Too Many Requests", headers=[("Retry-After", retry_after(wait))])
-        if response is None and route is not None and route.changes and draw.ambiguous is not None:
+                response = _problem(provider, 429, None, "Too Many Requests", [("Retry-After", retry_after(wait))])
+        if response is None and route and route.changes and route.droppable and draw.ambiguous is not None:
             # The backend may or may not have done it; the answer says nothing either way (SPEC §8).
             if draw.process_first:
-                self._process(req, route, methods)
+                self._process(req, route, methods, provider)
             self.ledger.ambiguous(call, processed=draw.process_first)
             response = self._error_answer(draw.ambiguous, route.provider)
         if response is None:
-            response = self._process(req, route, methods)
-            if draw.drop:  # processed, effects kept; the answer is lost on the way back
+            response = self._process(req, route, methods, provider)
+            # Processed, effects kept; the answer is lost on the way back.
+            if draw.drop and (route is None or route.droppable):
                 self.ledger.dropped()
                 if route is not None and route.changes:
                     self.ledger.ambiguous(call, processed=True, drop=True)
@@ -122,31 +134,33 @@ class Sandbox:
 
     def _error_answer(self, status: int, provider: Provider | None) -> Response:
         if status == 500:
-            return provider.internal_error() if provider else error(500, None, "Internal Server Error")
+            return _problem(provider, 500, None, "Internal Server Error")
         return Response(status, _PROXY_BODIES[status], "text/html", [])
 
     def _fault(self, draw: Draw, provider: Provider | None) -> Response | None:
         if draw.throttle:
-            return error(429, None, "Too Many Requests", headers=[("Retry-After", "1")])
+            return _problem(provider, 429, None, "Too Many Requests", [("Retry-After", "1")])
         if draw.error is not None:
             return self._error_answer(draw.error, provider)
         return None
 
-    def _process(self, req: Request, route: _Route | None, methods: dict[str, _Route] | None) -> Response:
+    def _process(self, req: Request, route: _Route | None, methods: dict[str, _Route] | None,
+                 provider: Provider | None) -> Response:
         if methods is None:
-            return error(404, "not_found", f"no such endpoint: {req.path}")
+            return _problem(provider, 404, "not_found", f"no such endpoint: {req.path}")
         if route is None:
-            return error(405, "method_not_allowed", f"{req.method} is not allowed here",
-                         headers=[("Allow", ", ".join(sorted(methods)))])
+            return _problem(provider, 405, "method_not_allowed", f"{req.method} is not allowed here",
+                            [("Allow", ", ".join(sorted(methods)))])
         try:
             return route.handler(req)
         except Exception:  # a sandbox bug must show as a 500, not as a hung client
             traceback.print_exc(file=sys.stderr)
-            return error(500, "sandbox_bug", "the sandbox failed on this request")
+            return _problem(provider, 500, "sandbox_bug", "the sandbox failed on this request")
 
     # ------------------------------------------------------------ /_sandbox/*
 
     def ledger_json(self, window: float | None = None) -> dict[str, Any]:
+        self.diadoc.settle()
         return self.ledger.snapshot(self.edin.partner_codes(), window)
 
     def reset(self, *, everything: bool = False) -> None:
@@ -154,6 +168,7 @@ class Sandbox:
         self.ledger.clear()
         if everything:
             self.edin.reset()
+            self.diadoc.reset()
             self.limiter.clear()
             self.faults.reseed()
 
@@ -168,6 +183,7 @@ class Sandbox:
         self.options = dataclasses.replace(self.options, **changes)
         self.faults.configure(self.options)
         self.edin.set_idle(self.options.session_idle)
+        self.diadoc.set_task_ms(self.options.task_ms)
         return self.options
 
     def _admin(self, req: Request) -> Response:
@@ -193,4 +209,15 @@ class Sandbox:
             return json_response(200, {k: getattr(options, k) for k in TUNABLE})
         if req.path == "/_sandbox/partners" and req.method == "GET":
             return json_response(200, self.edin.all_partners())
+        if req.path == "/_sandbox/diadoc" and req.method == "GET":
+            return json_response(200, {"my_organization": self.diadoc.me.to_json(),
+                                       "organizations": self.diadoc.organizations()})
         return error(404, "not_found", f"no such sandbox endpoint: {req.method} {req.path}")
+
+
+def _problem(provider: Provider | None, status: int, code: str | None, message: str,
+             headers: list[tuple[str, str]] | None = None) -> Response:
+    """An error in the format of the API the path belongs to (JSON when it belongs to none)."""
+    if provider is not None:
+        return provider.problem(status, code, message, headers)
+    return error(status, code, message, headers=headers)

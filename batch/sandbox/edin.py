@@ -38,6 +38,7 @@ class Edin:
     # harmless), so it gets 503s and drops but never an ambiguous 500/502/504.
     changing = frozenset({("POST", "/bdoc/partner"), ("POST", "/bdoc/partner/invitation"),
                           ("POST", "/bdoc/partner/status")})
+    never_dropped: frozenset[tuple[str, str]] = frozenset()
     request_id_header = "X-Request-Id"
 
     def __init__(self, options: SandboxOptions, ledger: Ledger, clock: Callable[[], float],
@@ -89,8 +90,9 @@ class Edin:
     def owns(self, path: str) -> bool:
         return path.startswith("/bdoc/")
 
-    def internal_error(self) -> Response:
-        return error(500, None, "Internal Server Error")
+    def problem(self, status: int, code: str | None, message: str,
+                headers: list[tuple[str, str]] | None = None) -> Response:
+        return error(status, code, message, headers=headers)
 
     def account(self, req: Request) -> str | None:
         """Whose rate limit a request counts against: the session's user; a login, the e-mail it names."""
