@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -646,6 +647,20 @@ def test_the_built_in_seed_covers_every_case_with_valid_inns() -> None:
     assert by_inn[PERSON][0].kpp == "" and LEADING_ZERO.startswith("0")
     assert sum(1 for o in seed.organizations if o.box not in seed.relations and not o.roaming) >= 40
     assert EGRUL_ONLY in {r.inn for r in seed.egrul} and seed.nowhere == [NOWHERE]
+
+
+def test_the_readme_table_is_the_seed() -> None:
+    readme = (Path(__file__).parent.parent / "batch" / "sandbox" / "README.md").read_text("utf-8")
+    table = readme.split("### Seeded organisations", 1)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if re.match(r"^\| \d", line)]
+    listed = {(r[0], r[1].replace("—", "")) for r in rows if "…" not in r[0]}
+    seed = load_seed()
+    plain = [o for o in seed.organizations if o.name.startswith("ООО «Контрагент")]
+    expected = {(o.inn, o.kpp) for o in [seed.me, *seed.organizations] if o not in plain}
+    expected |= {(r.inn, r.kpp) for r in seed.egrul} | {(n, "") for n in seed.nowhere}
+    assert listed == expected
+    assert ", ".join(o.inn for o in plain) + "." in table
 
 
 @pytest.mark.parametrize(("change", "problem"), [
