@@ -100,18 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
     tpl.add_argument("-o", "--output", type=Path, required=True, help="file to write (.xlsx or .csv)")
     _logging_options(tpl)
 
-    sb = sub.add_parser("sandbox", help="local simulator of both APIs", formatter_class=fmt,
+    sb = sub.add_parser("sandbox", help="local simulator of every provider's API", formatter_class=fmt,
                         epilog="example:\n  invite-batch sandbox --port 8080 --throttle-rate 0.1 --seed 1")
     sb.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     sb.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     sb.add_argument("--latency-ms", type=float, default=0.0)
-    sb.add_argument("--error-rate", type=float, default=0.0, help="share of answers that are 500/502/503")
+    sb.add_argument("--error-rate", type=float, default=0.0, help="share of answers that are 503 (nothing processed)")
+    sb.add_argument("--ambiguous-rate", type=float, default=0.0,
+                    help="share of changing requests answered 500/502/504, processed first half of the time")
     sb.add_argument("--throttle-rate", type=float, default=0.0, help="share of answers that are 429")
     sb.add_argument("--drop-rate", type=float, default=0.0, help="share of requests processed, then dropped")
     sb.add_argument("--rate-limit", type=_rate, action="append", default=[], help="per-account limit, e.g. 10/s")
     sb.add_argument("--session-idle", type=float, default=600.0, help="EDIN session expiry in seconds")
     sb.add_argument("--seed", type=int, help="seed for the faults")
     sb.add_argument("--partners", help="preload partners from a JSON or CSV file")
+    sb.add_argument("--page-cap", type=int, help="EDIN: at most N partners per page, whatever limit asks")
+    sb.add_argument("--route-cookie", action="store_true",
+                    help="EDIN: login also sets a load balancer's route cookie, needed by every later call")
+    sb.add_argument("--invitation-date-on", choices=("invite", "mark"), default="invite",
+                    help="EDIN: which call sets a partner's invitationDate")
+    sb.add_argument("--token-ttl", type=int, default=86_400, help="Diadoc: access token lifetime in seconds")
+    sb.add_argument("--task-ms", type=float, default=0.0, help="Diadoc: time before a task's result is ready")
+    sb.add_argument("--rotate-refresh", action="store_true",
+                    help="Diadoc: every refresh answers a new refresh token; the old one stops working")
+    sb.add_argument("--relation-visible-on", choices=("send", "result"), default="send",
+                    help="Diadoc: an invitation shows in GetCounteragent at the send, or when its task ends")
+    sb.add_argument("--diadoc-organizations", help="Diadoc: seed organisations from this JSON file")
     _logging_options(sb)
     return parser
 
@@ -183,12 +197,21 @@ def _cmd_template(args: argparse.Namespace) -> int:
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import serve
 
-    for name in ("error_rate", "throttle_rate", "drop_rate"):
+    for name in ("error_rate", "throttle_rate", "drop_rate", "ambiguous_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.page_cap is not None and args.page_cap < 1:
+        raise UsageError("--page-cap must be a whole number ≥ 1")
+    if args.token_ttl < 1 or not 0 <= args.task_ms <= 3_600_000:
+        raise UsageError("--token-ttl must be ≥ 1 second, --task-ms between 0 and 3600000")
     options = SandboxOptions(latency_ms=args.latency_ms, error_rate=args.error_rate, throttle_rate=args.throttle_rate,
                              drop_rate=args.drop_rate, rate_limit=tuple(args.rate_limit),
-                             session_idle=args.session_idle, seed=args.seed, partners=args.partners)
+                             session_idle=args.session_idle, seed=args.seed, partners=args.partners,
+                             ambiguous_rate=args.ambiguous_rate, page_cap=args.page_cap,
+                             route_cookie=args.route_cookie, invitation_date_on=args.invitation_date_on,
+                             token_ttl=args.token_ttl, task_ms=args.task_ms, rotate_refresh=args.rotate_refresh,
+                             relation_visible_on=args.relation_visible_on,
+                             diadoc_organizations=args.diadoc_organizations)
     try:
         serve(options, host=args.host, port=args.port)
     except ValueError as e:

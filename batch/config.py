@@ -87,6 +87,15 @@ class SandboxOptions:
     session_idle: float = 600.0
     seed: int | None = None
     partners: str | None = None
+    ambiguous_rate: float = 0.0  # 500/502/504 to a changing request, processed first about half the time
+    page_cap: int | None = None  # edin: at most this many partners per page
+    route_cookie: bool = False  # edin: login also sets a load balancer's `route` cookie, needed afterwards
+    invitation_date_on: Literal["invite", "mark"] = "invite"  # edin: which call sets invitationDate
+    token_ttl: int = 86_400  # diadoc: access token lifetime, seconds (the docs' 2024 drafts: 24 h)
+    task_ms: float = 0.0  # diadoc: time before an AcquireCounteragent task's result is ready
+    rotate_refresh: bool = False  # diadoc: every refresh answers a new, single-use refresh token
+    relation_visible_on: Literal["send", "result"] = "send"  # diadoc: when an invitation shows in GetCounteragent
+    diadoc_organizations: str | None = None  # diadoc: a seed file instead of the built-in one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,9 +417,27 @@ def _sandbox(s: Section) -> SandboxOptions:
         session_idle=s.number("session_idle", 600.0, minimum=0.001),
         seed=s.integer("seed", None, minimum=0),
         partners=s.text("partners"),
+        ambiguous_rate=s.number("ambiguous_rate", 0.0, maximum=1.0),
+        page_cap=s.integer("page_cap", None),
+        route_cookie=s.flag("route_cookie", False),
+        invitation_date_on=_one_of(s, "invitation_date_on", ("invite", "mark")),  # type: ignore[arg-type]
+        token_ttl=s.integer("token_ttl", 86_400) or 86_400,
+        task_ms=s.number("task_ms", 0.0, maximum=3_600_000.0),
+        rotate_refresh=s.flag("rotate_refresh", False),
+        relation_visible_on=_one_of(s, "relation_visible_on", ("send", "result")),  # type: ignore[arg-type]
+        diadoc_organizations=s.text("diadoc_organizations"),
     )
     s.finish()
     return opts
+
+
+def _one_of(s: _Section, key: str, allowed: tuple[str, ...]) -> str:
+    """A text key limited to `allowed`; the first is the default."""
+    value = s.text(key, allowed[0])
+    if value not in allowed:
+        s.problems.add(_join(s.path, key), f"must be {' or '.join(allowed)}, got {value!r}")
+        return allowed[0]
+    return value
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
@@ -431,9 +458,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     if not isinstance(data, dict):
         raise ConfigError(["must be a YAML mapping of settings"], str(p))
     config = parse_config(data, env=env, source=str(p))
-    partners = config.sandbox.partners
-    if partners and not Path(partners).is_absolute():
-        # Like an include: a preload file named in a config sits beside that config.
-        sandbox = replace(config.sandbox, partners=str(p.parent / partners))
-        config = replace(config, sandbox=sandbox)
+    # Like an include: a preload file named in a config sits beside that config.
+    sb = config.sandbox
+    partners, orgs = (str(p.parent / f) if f and not Path(f).is_absolute() else f
+                      for f in (sb.partners, sb.diadoc_organizations))
+    if (partners, orgs) != (sb.partners, sb.diadoc_organizations):
+        config = replace(config, sandbox=replace(sb, partners=partners, diadoc_organizations=orgs))
     return config

@@ -28,14 +28,25 @@ class _Session:
     email: str
     account_id: int
     last_seen: float
+    route: str | None = None  # the load balancer's cookie, when `route_cookie` is on
 
 
 class Edin:
     """EDIN state (partners, login tokens, sessions) and one method per documented call."""
 
+    # Login is not here: SPEC §7 counts it among the calls that change nothing (a lost session is
+    # harmless), so it gets 503s and drops but never an ambiguous 500/502/504.
+    changing = frozenset({("POST", "/bdoc/partner"), ("POST", "/bdoc/partner/invitation"),
+                          ("POST", "/bdoc/partner/status")})
+    never_dropped: frozenset[tuple[str, str]] = frozenset()
+    request_id_header = "X-Request-Id"
+
     def __init__(self, options: SandboxOptions, ledger: Ledger, clock: Callable[[], float],
                  wall: Callable[[], float] = time.time) -> None:
         self._idle = options.session_idle
+        self._page_cap = options.page_cap
+        self._route_cookie = options.route_cookie
+        self._date_on_mark = options.invitation_date_on == "mark"
         self._ledger, self._clock, self._wall = ledger, clock, wall
         self._preload = load_partners(options.partners) if options.partners else []
         self._lock = threading.Lock()
@@ -76,6 +87,13 @@ class Edin:
         with self._lock:
             return [p.to_json() for p in self._partners.values()]
 
+    def owns(self, path: str) -> bool:
+        return path.startswith("/bdoc/")
+
+    def problem(self, status: int, code: str | None, message: str,
+                headers: list[tuple[str, str]] | None = None) -> Response:
+        return error(status, code, message, headers=headers)
+
     def account(self, req: Request) -> str | None:
         """Whose rate limit a request counts against: the session's user; a login, the e-mail it names."""
         email: str | None = None
@@ -89,14 +107,18 @@ class Edin:
         return f"edin:{email.strip().lower()}" if email else None
 
     def _session(self, req: Request) -> _Session | None:
-        """The live session named by the SID cookie, touched; an idle one is forgotten."""
+        """The live session named by the SID cookie, touched; an idle one is forgotten.
+
+        With `route_cookie`, a call without the login's `route` cookie lands on a backend that
+        does not know the session, so it finds none (and leaves the session alone).
+        """
         sid = req.cookie("SID")
         if not sid:
             return None
         now = self._clock()
         with self._lock:
             session = self._sessions.get(sid)
-            if session is None:
+            if session is None or session.route != (req.cookie("route") if self._route_cookie else None):
                 return None
             if now - session.last_seen > self._idle:
                 del self._sessions[sid]
@@ -129,11 +151,15 @@ class Edin:
         if email is None or email == CAPTCHA_EMAIL or account is None or password != account[0]:
             return error(401, "unauthorized", "wrong login token, e-mail or password")
         sid = secrets.token_hex(16)
+        route = f"{secrets.token_hex(8)}.backend{secrets.randbelow(4) + 1}" if self._route_cookie else None
         with self._lock:
-            self._sessions[sid] = _Session(email, account[1], self._clock())
+            self._sessions[sid] = _Session(email, account[1], self._clock(), route)
             self._issued.append(sid)
         self._ledger.login()
-        return Response(200, headers=[("Set-Cookie", f"SID={sid}; Path=/; HttpOnly; SameSite=Lax")])
+        headers = [("Set-Cookie", f"SID={sid}; Path=/; HttpOnly; SameSite=Lax")]
+        if route is not None:  # a second Set-Cookie header, as a load balancer adds its own
+            headers.append(("Set-Cookie", f"route={route}; Path=/"))
+        return Response(200, headers=headers)
 
     def logout(self, req: Request) -> Response:
         if self._session(req) is None:
@@ -148,7 +174,7 @@ class Edin:
         if self._session(req) is None:
             return _unauthorized()
         try:
-            limit = min(_whole(req.arg("limit"), 20), MAX_LIMIT)
+            limit = min(_whole(req.arg("limit"), 20), MAX_LIMIT, self._page_cap or MAX_LIMIT)
             offset = _whole(req.arg("offset"), 0)
             registered = _flag(req.arg("is_registered"))
         except ValueError:
@@ -213,7 +239,8 @@ class Edin:
             partner = self._partners.get(partner_id)
             if partner is None:
                 return error(404, "not_found", f"no partner {partner_id}")
-            partner.invitationDate = int(self._wall())
+            if not self._date_on_mark:
+                partner.invitationDate = int(self._wall())
         self._ledger.partner(partner_id, "invitations")
         return empty()
 
@@ -230,8 +257,11 @@ class Edin:
             unknown = sorted({i for i in ids if i not in self._partners})
             if unknown:
                 return error(400, "not_found", f"unknown partner ids: {unknown[:20]}")
+            now = int(self._wall())
             for i in ids:
                 self._partners[i].status = MARKED_STATUS
+                if self._date_on_mark:
+                    self._partners[i].invitationDate = now
         for i in ids:
             self._ledger.partner(i, "marks")
         return empty()

@@ -11,16 +11,22 @@ from dataclasses import dataclass
 
 from ..config import RateWindow, SandboxOptions
 
-ERROR_STATUSES = (500, 502, 503)
+ERROR_STATUS = 503  # SPEC §8: --error-rate is "unavailable, nothing processed", safe to retry anywhere
+AMBIGUOUS_STATUSES = (500, 502, 504)  # answers that say nothing about whether the change happened
 
 
 @dataclass(frozen=True, slots=True)
 class Draw:
-    """What the dice say for one request: throttle it, fail it with a status, or drop its answer."""
+    """What the dice say for one request: throttle it, fail it with a status, or drop its answer.
+
+    `ambiguous` (a 500/502/504) and `process_first` only count for requests that change something.
+    """
 
     throttle: bool = False
     error: int | None = None
     drop: bool = False
+    ambiguous: int | None = None
+    process_first: bool = False
 
 
 class Faults:
@@ -40,13 +46,14 @@ class Faults:
             self._rng = random.Random(self._options.seed)
 
     def draw(self) -> Draw:
-        """Every request draws the same four numbers, so one fault's rate never shifts another's sequence."""
+        """Every request draws the same numbers, so one fault's rate never shifts another's sequence."""
         o = self._options
         with self._lock:
-            t, e, d = self._rng.random(), self._rng.random(), self._rng.random()
-            status = self._rng.choice(ERROR_STATUSES)
-        return Draw(throttle=t < o.throttle_rate, error=status if e < o.error_rate else None,
-                    drop=d < o.drop_rate)
+            t, e, d, a, p = (self._rng.random() for _ in range(5))
+            status = self._rng.choice(AMBIGUOUS_STATUSES)
+        return Draw(throttle=t < o.throttle_rate, error=ERROR_STATUS if e < o.error_rate else None,
+                    drop=d < o.drop_rate, ambiguous=status if a < o.ambiguous_rate else None,
+                    process_first=p < 0.5)
 
 
 class RateLimiter:

@@ -81,8 +81,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # nothing written: the peer sees the connection close
             return
         head = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
-                f"Date: {_http_date()}", "Server: invite-batch-sandbox",
-                f"Content-Length: {len(response.body)}"]
+                f"Date: {_http_date()}", "Server: invite-batch-sandbox"]
+        if response.status not in (204, 304):  # RFC 9110 §8.6: a 204 carries no Content-Length
+            head.append(f"Content-Length: {len(response.body)}")
         if response.content_type:
             head.append(f"Content-Type: {response.content_type}")
         head += [f"{k}: {v}" for k, v in response.headers]

@@ -19,9 +19,20 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 class Invoicebox:
     """Stateless apart from the ledger: the API has no look-up, so nothing else is kept."""
 
+    changing = frozenset({("POST", "/v3/notification/api/invite")})
+    never_dropped: frozenset[tuple[str, str]] = frozenset()
+    request_id_header = "X-Request-Id"
+
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self.routes = {("POST", "/v3/notification/api/invite"): self.invite}
+
+    def owns(self, path: str) -> bool:
+        return path.startswith("/v3/")
+
+    def problem(self, status: int, code: str | None, message: str,
+                headers: list[tuple[str, str]] | None = None) -> Response:
+        return error(status, code, message, headers=headers)  # a 500 is documented without a code
 
     def account(self, req: Request) -> str | None:
         token = _bearer(req)

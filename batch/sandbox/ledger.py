@@ -30,6 +30,10 @@ class Ledger:
             self._partners: dict[int, Counter[str]] = {}
             self._emails: Counter[str] = Counter()
             self._calls: Counter[str] = Counter()
+            self._ambiguous: dict[str, Counter[str]] = {}
+            self._tokens: Counter[str] = Counter()
+            self._counteragents: dict[str, Counter[str]] = {}
+            self._counteragent_box: dict[str, str] = {}
 
     def arrive(self, call: str = "") -> float:
         """Record one API request's arrival (`call` is "METHOD /path"); returns its time, taken under the lock."""
@@ -52,6 +56,26 @@ class Ledger:
     def dropped(self) -> None:
         with self._lock:
             self._drops += 1
+
+    def ambiguous(self, call: str, *, processed: bool, drop: bool = False) -> None:
+        """An answer to a changing request that says nothing about whether it was done: 500/502/504 or a drop."""
+        with self._lock:
+            c = self._ambiguous.setdefault(call, Counter())
+            c["total"] += 1
+            c["processed"] += processed
+            c["drops"] += drop
+
+    def token(self, what: str) -> None:
+        """Count a token request: `issued`, `rotated` or `refused`."""
+        with self._lock:
+            self._tokens[what] += 1
+
+    def counteragent(self, key: str, box: str | None, what: str) -> None:
+        """Count for a Diadoc counterparty (INN/KPP): `acquires` processed, and what each did."""
+        with self._lock:
+            self._counteragents.setdefault(key, Counter())[what] += 1
+            if box is not None:
+                self._counteragent_box[key] = box
 
     def login(self) -> None:
         with self._lock:
@@ -87,8 +111,10 @@ class Ledger:
                 "drops": self._drops,
                 "responses": {str(k): v for k, v in sorted(self._responses.items())},
                 "calls": dict(sorted(self._calls.items())),
+                "ambiguous": _ambiguous(self._ambiguous),
                 "edin": {"logins": self._logins, "partners": {}},
                 "invoicebox": {"emails": {k: {"invitations": v} for k, v in sorted(self._emails.items())}},
+                "diadoc": _diadoc(self._tokens, self._counteragents, self._counteragent_box),
             }
         out = data["edin"]["partners"]
         for pid, code in partners:
@@ -98,3 +124,23 @@ class Ledger:
             data["window_seconds"] = window
             data["max_requests_per_window"] = self.max_in_window(window)
         return data
+
+
+def _ambiguous(per_call: dict[str, Counter[str]]) -> dict[str, Any]:
+    """Totals over every call, and per call: answers given, how many were processed, how many were drops."""
+    keys = ("total", "processed", "drops")
+    calls = {call: {k: c[k] for k in keys} for call, c in sorted(per_call.items())}
+    return {**{k: sum(c[k] for c in calls.values()) for k in keys}, "calls": calls}
+
+
+COUNTERAGENT_COUNTS = ("acquires", "invitations", "accepted", "unchanged", "failed")
+
+
+def _diadoc(tokens: Counter[str], per_key: dict[str, Counter[str]], boxes: dict[str, str]) -> dict[str, Any]:
+    """Tokens issued; per counterparty (INN/KPP, and per box) the AcquireCounteragent calls and their effects."""
+    counteragents = {key: {"box": boxes.get(key), **{k: c[k] for k in COUNTERAGENT_COUNTS}}
+                     for key, c in sorted(per_key.items())}
+    by_box = {v["box"]: {"counteragent": key, **{k: v[k] for k in COUNTERAGENT_COUNTS}}
+              for key, v in counteragents.items() if v["box"]}
+    return {"tokens": {k: tokens[k] for k in ("issued", "rotated", "refused")},
+            "counteragents": counteragents, "boxes": dict(sorted(by_box.items()))}

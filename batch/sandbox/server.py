@@ -78,12 +78,16 @@ class SandboxServer:
         self.app.reset(everything=everything)
 
     def configure(self, **changes: Any) -> SandboxOptions:
-        """Change latency_ms, error_rate, throttle_rate, drop_rate or session_idle while serving."""
+        """Change latency, the fault rates, session_idle or task_ms while serving."""
         return self.app.configure(**changes)
 
     def issued_sids(self) -> list[str]:
         """Every SID ever issued, for tests that prove no output leaks one."""
         return self.app.edin.issued_sids()
+
+    def issued_tokens(self) -> list[str]:
+        """Every Diadoc access and rotated refresh token ever issued, for the same kind of test."""
+        return self.app.diadoc.tokens.issued()
 
     def __enter__(self) -> SandboxServer:
         self.start()
