@@ -451,7 +451,7 @@ class HttpClient:
         if outcome is Outcome.AMBIGUOUS:
             return AmbiguousAPIError(f"{text}; the request may have been processed", **kw)
         # No request gets through safely, and none will: stop the run instead of failing every row alike.
-        unsent = any(isinstance(e, _NOT_SENT | ssl.SSLCertVerificationError) for e in _causes(error))
+        unsent = any(isinstance(e, (*_NOT_SENT, ssl.SSLCertVerificationError)) for e in _causes(error))
         return UnreachableError(f"cannot reach {self.base_url}: {text}{'; nothing was sent' if unsent else ''}")
 
     def close(self) -> None:
