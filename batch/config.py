@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -431,7 +431,7 @@ def _sandbox(s: Section) -> SandboxOptions:
     return opts
 
 
-def _one_of(s: _Section, key: str, allowed: tuple[str, ...]) -> str:
+def _one_of(s: Section, key: str, allowed: tuple[str, ...]) -> str:
     """A text key limited to `allowed`; the first is the default."""
     value = s.text(key, allowed[0])
     if value not in allowed:

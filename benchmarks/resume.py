@@ -1,11 +1,12 @@
 """Resume overhead: re-running over a completed 100k-row checkpoint vs a dry run of the same file; the journal's cost.
 
-The input is a 100k-row EDIN CSV (CSV in and out, so xlsx writing does not dominate). The completed
-checkpoint is populated through `batch.checkpoint.Journal` directly: every row's identity (computed by the
-product's own reader, validation and the provider's identity rule) is begun and finished as `sent` and marked, as a finished
+The input is a 100k-row EDIN CSV (CSV in and out, so xlsx writing does not dominate). The completed checkpoint
+is populated through `batch.checkpoint.Journal` directly: every row's identity (computed by the product's own
+reader, validation and the provider's identity rule) is begun and finished as `sent` and marked, as a finished
 run leaves it. Sending 100k rows through the sandbox for real would take several minutes at the client's
 ceiling (see throughput.py), so it is not done here. The population runs at synchronous=OFF (it is a fixture,
-not measured); then one unmeasured `invite-batch run` records the input snapshot, as the original run would have.
+not measured); then one unmeasured `invite-batch run` records the input snapshot, as the original run would
+have.
 
 Measured (each a subprocess, start-up included; --repeat interleaved rounds, the fastest of each kept):
   * `invite-batch validate` of the file with no checkpoint: the dry run;
