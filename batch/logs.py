@@ -22,20 +22,39 @@ _HANDLER_MARK = "_invite_batch_handler"
 # Attributes every LogRecord has; anything else on a record is an `extra` worth showing in JSON.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
+# A secret this short also occurs inside ordinary words ("s" in "sent"): it is masked only where it stands
+# whole, not inside a longer run of letters and digits; shorter than UNSAFE_SECRET it draws a warning too.
+SHORT_SECRET = 8
+UNSAFE_SECRET = 4
+
 _secrets: set[str] = set()
+_short: set[str] = set()
 _secrets_lock = threading.Lock()
 _ordered: tuple[str, ...] = ()
+_short_re: re.Pattern[str] | None = None
 
 
 def register_secret(value: str | None) -> None:
     """Mask `value` (and its URL-encoded forms) in every later log line and error text."""
-    global _ordered
+    global _ordered, _short_re
     if not value:
         return
+    forms = {value, quote(value, safe=""), quote_plus(value, safe="")}
     with _secrets_lock:
-        _secrets.update({value, quote(value, safe=""), quote_plus(value, safe="")})
-        # Longest first, so a secret that contains another is masked whole.
-        _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+        if len(value) >= SHORT_SECRET:
+            _secrets.update(forms)
+            # Longest first, so a secret that contains another is masked whole.
+            _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+            return
+        if forms <= _short:
+            return
+        _short.update(forms)
+        alternatives = "|".join(map(re.escape, sorted(_short, key=len, reverse=True)))
+        _short_re = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    if len(value) < UNSAFE_SECRET:
+        logging.getLogger(__name__).warning(
+            "a secret of %d character(s) cannot be told from ordinary text: it is masked in logs only where it "
+            "stands alone; use a longer password or token", len(value))
 
 
 def redact(text: str) -> str:
@@ -43,6 +62,8 @@ def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
+    if _short_re is not None:
+        text = _short_re.sub(MASK, text)
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from batch import logs
 from batch.logs import MASK, redact, register_secret, setup_logging
 
 SECRET = "pa$$w0rd-Зірка"
@@ -94,6 +95,19 @@ def test_longer_secret_masked_whole() -> None:
     register_secret("qzxv")
     register_secret("qzxv-much-longer")
     assert redact("x qzxv-much-longer y") == "x *** y"
+
+
+def test_a_short_secret_is_masked_whole_not_inside_words(caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Masking is process-wide: these short secrets are forgotten after the test ("1.0 s" stays readable).
+    monkeypatch.setattr(logs, "_short", set())
+    monkeypatch.setattr(logs, "_short_re", None)
+    register_secret("s")  # a one-character token: masking every "s" would garble every line (`sen*** 0`)
+    assert redact("sent 5, skipped 0; token s") == f"sent 5, skipped 0; token {MASK}"
+    assert "cannot be told from ordinary text" in caplog.text and "'s'" not in caplog.text
+    register_secret("k3y9")  # short, but not unsafe: masked whole, no warning
+    assert redact("key=k3y9&k3y9x k3y9") == f"key={MASK}&k3y9x {MASK}"
+    assert caplog.text.count("cannot be told") == 1
 
 
 def test_empty_secret_is_ignored() -> None:
