@@ -77,6 +77,16 @@ def result_headers(headers: Sequence[str]) -> list[str]:
     return out
 
 
+def check_output(path: str | Path) -> None:
+    """OutputError now when the results file could not be written at the end (before anything is sent)."""
+    target = Path(path)
+    _kind(target)
+    if not target.parent.is_dir():
+        raise OutputError(f"{target}: the folder {target.parent} does not exist")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder, not a file")
+
+
 def write_results(
     path: str | Path, headers: Sequence[str], results: Sequence[RowResult], summary: Summary
 ) -> None:

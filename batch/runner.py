@@ -36,7 +36,7 @@ from .outcome import Task, Verdict, describe
 from .providers.base import Session
 from .ratelimit import RateLimiter
 from .reader import paused_gc, read_table
-from .results import default_output_path, write_results
+from .results import check_output, default_output_path, write_results
 from .validation import validate_rows
 
 log = logging.getLogger("batch.runner")
@@ -96,6 +96,7 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> Run
                        max_cell_length=config.limits.max_cell_length, max_file_size=config.limits.max_file_size)
     key = snapshot_key(table, config)
     output = opts.output or default_output_path(opts.input)
+    check_output(output)  # a results file that cannot be written is found before anything is sent
     checkpoint = opts.checkpoint or default_checkpoint_path(opts.input)
     summary = Summary(started=started, finished=started, input_path=str(opts.input), provider=config.provider,
                       action=config.action, dry_run=opts.dry_run)

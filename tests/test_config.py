@@ -99,6 +99,22 @@ def test_single_problems(data: dict[str, Any], message: str) -> None:
     assert any(p.startswith(message) for p in exc.value.problems), exc.value.problems
 
 
+@pytest.mark.parametrize("partner_id", [
+    "1234-5678-1234-5678-1234567812345678",  # 32 hex digits, but not in the 8-4-4-4-12 form the API takes
+    "{01771534-1a57-f184-dee3-ebeb91dded76}",
+    "01771534-1a57-f184-dee3-ebeb91dded7",
+], ids=["hyphens-elsewhere", "braces", "35-characters"])
+def test_the_config_takes_exactly_the_partner_ids_a_row_may_hold(partner_id: str, tmp_path: Path) -> None:
+    # Regression: config took what uuid.UUID() parses, validation then refused every row for it (one rule now).
+    with pytest.raises(ConfigError, match="invite.partner_id: must be a UUID"):
+        parse_config({**IBOX, "invite": {"partner_id": partner_id}}, env={})
+
+
+def test_an_upper_case_partner_id_is_normalised_like_a_row_s() -> None:
+    config = parse_config({**IBOX, "invite": {"partner_id": "01771534-1A57-F184-DEE3-EBEB91DDED76"}}, env={})
+    assert config.invite.partner_id == "01771534-1a57-f184-dee3-ebeb91dded76"
+
+
 @pytest.mark.parametrize(("url", "ok"), [
     ("https://doc.edin.ua", True), ("embedded", True), ("http://127.0.0.1:8080", True),
     ("http://localhost:1", True), ("http://[::1]:8080", True), ("http://10.0.0.1", False),

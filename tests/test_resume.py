@@ -621,3 +621,29 @@ def test_status_and_report_read_the_checkpoint_without_the_input(sandbox_factory
     assert [(r["code"], r["status"], r["partner_id"], r["marked"]) for r in rewritten] == [
         (r["code"], r["status"], r["partner_id"], r["marked"]) for r in job.results()]
     assert {r["status"] for r in rewritten} == {"sent", "skipped"}
+
+
+def test_a_results_file_fed_back_as_input_reports_what_was_sent_even_after_a_kill(
+        sandbox_factory: Factory, tmp_path: Path) -> None:
+    # Regression: its rows name the partner ids an earlier run resolved their codes to; the snapshot saved them
+    # under those ids while the items are keyed by code, so after a kill `report` showed sent partners `pending`.
+    server = sandbox_factory(latency_ms=30)
+    codes = edrpou_codes(20, seed=7)
+    job = make_job(tmp_path, "edin", server, codes[:8], workers=2)
+    assert job.run().returncode == 0
+    # The results become the input (same name, so the same checkpoint), with new partners appended.
+    lines = job.output.read_text(encoding="utf-8-sig").splitlines()
+    width = lines[0].count(",")
+    lines += [f"{c},Firm {c},p{c}@example.com" + "," * (width - 2) for c in codes[8:]]
+    job.source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kill_after(job, server, invitations=10)  # 8 from the first run, then 2 new ones: killed mid-run
+
+    report = run_cli("report", str(job.checkpoint), "-o", str(tmp_path / "killed.csv"))
+    assert report.returncode == 0, report.stderr
+    # The input's own result columns come first; this report's are renamed beside them.
+    rows = {r["code"]: r for r in read_csv(tmp_path / "killed.csv")}
+    for c in codes[:8]:  # sent by the first run, named by partner id now: never `pending`
+        row = rows[c]
+        assert (row["status (result)"], row["detail (result)"]) == ("skipped", "sent in an earlier run"), row
+        assert row["partner_id (result)"] == row["partner_id"] != ""
+    assert sum(1 for c in codes[8:] if rows[c]["status (result)"] == "sent") >= 1

@@ -338,3 +338,33 @@ def test_results_workbook_fed_back_as_input_sends_nothing_again(tmp_path: Path, 
     again = results_xlsx(tmp_path / "again.xlsx")  # its own columns come first; ours get a suffix
     assert [r["status (result)"] for r in again] == ["skipped"] * 3
     assert all(partners_by_code(sandbox)[c]["invitations"] == 1 for c in codes)
+
+
+def test_a_results_folder_that_does_not_exist_stops_before_anything_is_sent(
+        tmp_path: Path, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture) -> None:
+    inp = write_csv(tmp_path / "p.csv", EDIN_HEADERS, [[code(1), "A", "a@example.com"]])
+    cfg = write_config(tmp_path / "c.yaml", sandbox.url)
+    assert run("run", inp, "-c", cfg, "-o", tmp_path / "missing" / "r.xlsx") == 2
+    assert "the folder" in caplog.text and "does not exist" in caplog.text
+    assert sandbox.ledger()["requests"] == 0  # not even a login
+    assert not (tmp_path / "p.checkpoint.sqlite").exists()
+
+
+def test_results_that_cannot_be_written_after_sending_stop_with_3_and_say_how_to_get_them(
+        tmp_path: Path, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: this was the usage error (exit 2, "nothing was sent") although every row had been sent.
+    from batch import runner
+    from batch.errors import OutputError
+
+    def full_disk(*args: object, **kw: object) -> None:
+        raise OutputError("r.xlsx: cannot write in the folder: No space left on device")
+
+    monkeypatch.setattr(runner, "write_results", full_disk)
+    inp = write_csv(tmp_path / "p.csv", EDIN_HEADERS, [[code(1), "A", "a@example.com"]])
+    cfg = write_config(tmp_path / "c.yaml", sandbox.url)
+    assert run("run", inp, "-c", cfg) == 3
+    assert "No space left on device" in caplog.text and "invite-batch report" in caplog.text
+    monkeypatch.undo()
+    assert run("report", tmp_path / "p.checkpoint.sqlite", "-o", tmp_path / "r.csv") == 0
+    assert [r["status"] for r in results_csv(tmp_path / "r.csv")] == ["sent"]
