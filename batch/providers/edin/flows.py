@@ -9,7 +9,8 @@ the next run reconciles:
 * An invitation whose answer was lost, or one left in flight, is settled by looking the partner up: its
   `invitationDate` set means it arrived. That rests on an assumption the docs do not state — that the
   invitation (not the later "invitation sent" mark) sets the date — so `DateCheck` tests it once per
-  checkpoint; under the other reading such rows become `unknown` instead of being sent again.
+  checkpoint; under the other reading such rows become `unknown` instead of being sent again. A row whose
+  settling needs the answer before it is known waits, in flight, until the other rows are done.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 AMBIGUOUS_RESENDS = 2
 # What the checkpoint keeps about which call sets invitationDate (SPEC §6): "invite" or "mark".
 DATE_FACT = "edin.invitation_date_set_by"
-# How long a row with a lost answer waits for the first answered invitation to settle that question.
-DATE_CHECK_WAIT = 30.0
 
 
 class EdinSession(Session):
@@ -55,7 +54,7 @@ class EdinSession(Session):
             assert self.marker is not None
             self.flow = MarkOnly(self.client, journal, clock, self.marker)
         else:
-            check = DateCheck(self.client, journal, clock)
+            check = DateCheck(self.client, journal)
             self.flow = Invite(self.client, journal, clock, self.marker, check,
                                create_missing=invite.create_missing_partners,
                                skip_already_invited=invite.skip_already_invited,
@@ -73,6 +72,8 @@ class EdinSession(Session):
                 self.marker.add(task)
 
     def finish(self) -> None:
+        if isinstance(self.flow, Invite):
+            self.flow.settle_deferred()
         if self.marker is not None:
             self.marker.flush()
 
@@ -135,15 +136,12 @@ class Marker:
 
 class DateCheck:
     """Which call sets a partner's invitationDate: found once per checkpoint, after the first invitation that
-    was answered 200, by looking that partner up (SPEC §6). Until then rows with a lost answer wait for it."""
+    was answered 200, by looking that partner up (SPEC §6), and kept in the checkpoint."""
 
-    def __init__(self, client: EdinClient, journal: Journal, clock: Clock) -> None:
-        self.client, self.journal, self.clock = client, journal, clock
+    def __init__(self, client: EdinClient, journal: Journal) -> None:
+        self.client, self.journal = client, journal
         self._lock = threading.Lock()
-        self._known = threading.Event()
         self.set_by = journal.fact(DATE_FACT)
-        if self.set_by is not None:
-            self._known.set()
         if self.set_by == "mark":
             _warn_mark_reading()
 
@@ -160,7 +158,6 @@ class DateCheck:
                 return
             self.set_by = "invite" if partner.invitation_date else "mark"
             self.journal.set_fact(DATE_FACT, self.set_by)
-            self._known.set()
         log.info("EDIN sets invitationDate on the %s call (checked once for this checkpoint)",
                  "invitation" if self.set_by == "invite" else "status mark")
         if self.set_by == "mark":
@@ -168,8 +165,6 @@ class DateCheck:
 
     def settles_by_lookup(self) -> bool | None:
         """Whether a look-up can settle an invitation whose answer was lost; None while it is not known yet."""
-        if self.set_by is None:
-            self.clock.wait(self._known, DATE_CHECK_WAIT)
         return None if self.set_by is None else self.set_by == "invite"
 
 
@@ -197,6 +192,10 @@ class Invite:
         self.create_missing, self.skip_already_invited = create_missing, skip_already_invited
         self.resend_ambiguous = resend_ambiguous
         self.should_stop = should_stop
+        # Rows left in flight until DateCheck knows whether a look-up can settle them:
+        # (task, partner id, why, the result's detail before).
+        self._deferred: list[tuple[Task, int, str, str]] = []
+        self._deferred_lock = threading.Lock()
 
     def __call__(self, task: Task) -> Verdict:
         values, result, item = task.values, task.result, task.item
@@ -222,9 +221,12 @@ class Invite:
                     record(self.journal, task, ItemState.SKIPPED, self.clock, detail=_already_invited(partner))
                     return Verdict.OK
             elif reconcile and item is not None and item.state is ItemState.IN_FLIGHT and not self.resend_ambiguous:
-                why = self._unsettled()
-                if why:  # no date proves nothing here: sending again could duplicate
-                    return self._unknown(task, f"in flight when an earlier run stopped; {why}")
+                why = "in flight when an earlier run stopped"
+                settles = self.check.settles_by_lookup()
+                if settles is None:
+                    return self._defer(task, partner_id, why)
+                if not settles:  # no date proves nothing here: sending again could duplicate
+                    return self._unknown(task, join_detail(why, UNSETTLED[settles]))
             return self._invite(task, partner_id, dated=None if partner is None else bool(partner.invitation_date))
         except FatalAPIError as err:
             return self._failed(task, err, Verdict.REFUSED)
@@ -316,15 +318,43 @@ class Invite:
         partner = self.client.find_partner_by_id(partner_id, task.values.get("code"))
         if partner is not None and partner.invitation_date:
             return self._sent(task, "confirmed by look-up after a lost answer")
-        why = "" if self.resend_ambiguous else self._unsettled()
-        if why or last:
-            return self._unknown(task, join_detail(f"no answer: {describe(err)}", why))
-        return None
+        why = f"no answer: {describe(err)}"
+        if not self.resend_ambiguous:
+            settles = self.check.settles_by_lookup()
+            if settles is None:
+                return self._defer(task, partner_id, why)
+            if not settles:
+                return self._unknown(task, join_detail(why, UNSETTLED[settles]))
+        return self._unknown(task, why) if last else None
 
-    def _unsettled(self) -> str:
-        """Why a look-up that finds no invitation date cannot prove the invitation did not arrive ("" when it can)."""
-        settles = self.check.settles_by_lookup()
-        return "" if settles else UNSETTLED[settles]
+    def _defer(self, task: Task, partner_id: int, why: str) -> Verdict:
+        """Leave the row in flight until the other rows are done: an answered invitation will tell by then
+        whether a look-up can settle it (settle_deferred). Its result says so meanwhile."""
+        with self._deferred_lock:
+            self._deferred.append((task, partner_id, why, task.result.detail))
+        task.result.status, task.result.detail = Status.UNKNOWN, join_detail(why, UNSETTLED[None])
+        return Verdict.OK
+
+    def settle_deferred(self) -> None:
+        """Settle the rows _defer kept back, now that the other rows are done (sequentially: they are few)."""
+        with self._deferred_lock:
+            deferred, self._deferred = self._deferred, []
+        for task, partner_id, why, detail in deferred:
+            task.result.status, task.result.detail = Status.PENDING, detail
+            try:
+                partner = self.client.find_partner_by_id(partner_id, task.values.get("code"))
+                if partner is not None and partner.invitation_date:
+                    self._sent(task, "confirmed by look-up")
+                    continue
+                settles = self.check.settles_by_lookup()
+                if not settles:  # still unknown (no invitation was answered this run), or the mark sets it
+                    self._unknown(task, join_detail(why, UNSETTLED[settles]))
+                    continue
+                self._invite(task, partner_id, dated=False)
+            except FatalAPIError as err:
+                self._failed(task, err, Verdict.REFUSED)
+            except (RetriableAPIError, AmbiguousAPIError) as err:
+                self._failed(task, err, Verdict.BROKEN)
 
     def _sent(self, task: Task, detail: str) -> Verdict:
         result = task.result
