@@ -435,7 +435,7 @@ def _one_of(s: Section, key: str, allowed: tuple[str, ...]) -> str:
     """A text key limited to `allowed`; the first is the default."""
     value = s.text(key, allowed[0])
     if value not in allowed:
-        s.problems.add(_join(s.path, key), f"must be {' or '.join(allowed)}, got {value!r}")
+        s.problem(key, f"must be {' or '.join(allowed)}, got {value!r}")
         return allowed[0]
     return value
 

@@ -102,7 +102,7 @@ def test_drops_of_changing_requests_count_as_ambiguous_and_others_do_not(sandbox
 
 def test_a_seed_replays_the_same_ambiguous_answers_and_effects(sandbox_factory: Factory) -> None:
     def play() -> tuple[list[int], dict[str, Any]]:
-        server = sandbox_factory(ambiguous_rate=0.4, error_rate=0.1, drop_rate=0.25, seed=21)
+        server = sandbox_factory(ambiguous_rate=0.4, error_rate=0.1, drop_rate=0.25, seed=20)
         statuses = []
         for i in range(30):
             try:
@@ -268,3 +268,26 @@ def test_the_sandbox_command_refuses_bad_values(args: list[str]) -> None:
                           timeout=30)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and args[0] in proc.stderr
+
+
+# ---------------------------------------------------------------- Invoicebox's /l3/ accounts
+
+@pytest.mark.parametrize(("token", "prefix", "status"), [
+    ("sandbox-token", "v3", 200), ("sandbox-token-l3", "l3", 200),
+    ("sandbox-token", "l3", 401), ("sandbox-token-l3", "v3", 401),
+], ids=["v3-on-v3", "l3-on-l3", "v3-on-l3", "l3-on-v3"])
+def test_business_cabinet_accounts_use_the_l3_prefix(sandbox: SandboxServer, token: str, prefix: str,
+                                                     status: int) -> None:
+    r = requests.post(f"{sandbox.url}/{prefix}/notification/api/invite", json=IB_BODY,
+                      headers={**IB_HEADERS, "Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.status_code == status
+    emails = sandbox.ledger()["invoicebox"]["emails"]
+    assert emails == ({"shop@example.com": {"invitations": 1}} if status == 200 else {})
+
+
+def test_l3_invitations_can_be_ambiguous_too(sandbox_factory: Factory) -> None:
+    server = sandbox_factory(ambiguous_rate=1.0, seed=1)
+    r = requests.post(f"{server.url}/l3/notification/api/invite", json=IB_BODY,
+                      headers={**IB_HEADERS, "Authorization": "Bearer sandbox-token-l3"}, timeout=5)
+    assert r.status_code in (500, 502, 504)
+    assert server.ledger()["ambiguous"]["calls"]["POST /l3/notification/api/invite"]["total"] == 1

@@ -36,6 +36,7 @@ class Faults:
         self._options = options
         self._lock = threading.Lock()
         self._rng = random.Random(options.seed)
+        self._rng_ambiguous = _ambiguous_rng(options.seed)
 
     def configure(self, options: SandboxOptions) -> None:
         with self._lock:
@@ -44,16 +45,25 @@ class Faults:
     def reseed(self) -> None:
         with self._lock:
             self._rng = random.Random(self._options.seed)
+            self._rng_ambiguous = _ambiguous_rng(self._options.seed)
 
     def draw(self) -> Draw:
-        """Every request draws the same numbers, so one fault's rate never shifts another's sequence."""
+        """Every request draws the same numbers, so one fault's rate never shifts another's sequence.
+
+        The ambiguous coins come from a second stream, so the first replays what it did before they existed.
+        """
         o = self._options
         with self._lock:
-            t, e, d, a, p = (self._rng.random() for _ in range(5))
+            t, e, d = self._rng.random(), self._rng.random(), self._rng.random()
             status = self._rng.choice(AMBIGUOUS_STATUSES)
+            a, p = self._rng_ambiguous.random(), self._rng_ambiguous.random()
         return Draw(throttle=t < o.throttle_rate, error=ERROR_STATUS if e < o.error_rate else None,
                     drop=d < o.drop_rate, ambiguous=status if a < o.ambiguous_rate else None,
                     process_first=p < 0.5)
+
+
+def _ambiguous_rng(seed: int | None) -> random.Random:
+    return random.Random(None if seed is None else f"ambiguous-{seed}")
 
 
 class RateLimiter:

@@ -9,8 +9,11 @@ from typing import Any
 from .ledger import Ledger
 from .wire import Request, Response, error, field_error, json_response
 
-# The second token exists so per-account limits can be told apart.
-TOKENS = frozenset({"sandbox-token", "sandbox-token-2"})
+# token → the path prefix its account uses. The second v3 token exists so per-account limits can be
+# told apart; the l3 one is an account registered through the business cabinet (SPEC §10), which the
+# /v3/ API does not know, nor the /l3/ API a v3 account (undocumented, assumed: a 401 either way).
+TOKENS = {"sandbox-token": "v3", "sandbox-token-2": "v3", "sandbox-token-l3": "l3"}
+PATHS = {prefix: f"/{prefix}/notification/api/invite" for prefix in ("v3", "l3")}
 # `AppName/1.0 (extra)`, the comment optional; a missing or free-form User-Agent is refused.
 _USER_AGENT = re.compile(r"^[A-Za-z][\w.+-]*/\d[\w.+-]*(?: \([^()]*\))?$")
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -19,16 +22,16 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 class Invoicebox:
     """Stateless apart from the ledger: the API has no look-up, so nothing else is kept."""
 
-    changing = frozenset({("POST", "/v3/notification/api/invite")})
+    changing = frozenset(("POST", path) for path in PATHS.values())
     never_dropped: frozenset[tuple[str, str]] = frozenset()
     request_id_header = "X-Request-Id"
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self.routes = {("POST", "/v3/notification/api/invite"): self.invite}
+        self.routes = {("POST", path): self.invite for path in PATHS.values()}
 
     def owns(self, path: str) -> bool:
-        return path.startswith("/v3/")
+        return path.startswith(("/v3/", "/l3/"))
 
     def problem(self, status: int, code: str | None, message: str,
                 headers: list[tuple[str, str]] | None = None) -> Response:
@@ -39,7 +42,7 @@ class Invoicebox:
         return f"invoicebox:{token}" if token in TOKENS else None
 
     def invite(self, req: Request) -> Response:
-        if _bearer(req) not in TOKENS:
+        if PATHS.get(TOKENS.get(_bearer(req) or "", "")) != req.path:
             return error(401, "unauthorized", "a valid Authorization: Bearer token is required")
         problems = _header_problems(req)
         if problems:
