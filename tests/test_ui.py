@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from ui_support import partners_csv, sandbox_config, xlsx_statuses
+from ui_support import partners_csv, partners_xlsx, sandbox_config, xlsx_statuses
 
 from batch.cli import main
 from batch.errors import Interrupted
@@ -204,19 +204,15 @@ def test_validate_send_and_download(tmp_path: Path, sandbox: SandboxServer,
 
 def test_xlsx_results_download(tmp_path: Path, sandbox: SandboxServer,
                                make_client: Callable[..., TestClient]) -> None:
-    from support import edrpou_codes
-    from test_run import write_xlsx
-
-    codes = edrpou_codes(3, __import__("random").Random(3))
-    inp = write_xlsx(tmp_path / "p.xlsx", ["code", "name", "email"],
-                     [[c, f"N{i}", f"a{i}@b{i}.ua"] for i, c in enumerate(codes)] + [["123", "Bad", "x"]])
+    inp, _ = partners_xlsx(tmp_path / "p.xlsx", 3)
     client = make_client(sandbox.url)
     job = job_of(client, client.post("/upload", data={"config": "sandbox", "csrf": CSRF},
                                      files={"file": ("p.xlsx", inp.read_bytes())}))
     wait_phase(client, job, "validated")
     client.post(f"/jobs/{job}/send", data={"csrf": CSRF})
     wait_phase(client, job, "finished")
-    assert xlsx_statuses(client.get(f"/jobs/{job}/results").content, tmp_path) == ["sent"] * 3 + ["invalid"]
+    statuses = xlsx_statuses(client.get(f"/jobs/{job}/results").content, tmp_path)
+    assert statuses == ["sent"] * 3 + ["duplicate", "invalid"]
 
 
 def test_a_busy_job_refuses_a_second_start(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer],

@@ -39,3 +39,20 @@ def xlsx_statuses(data: bytes, folder: Path) -> list[str]:
     rows = list(ws.iter_rows(values_only=True))
     col = rows[0].index("status")
     return [str(r[col]) for r in rows[1:]]
+
+
+def partners_xlsx(path: Path, n: int, *, seed: int = 7) -> tuple[Path, list[str]]:
+    """The same partners as `partners_csv`, in a workbook (codes as text, as the template keeps them)."""
+    import xlsxwriter
+
+    source, codes = partners_csv(path.with_suffix(".csv"), n, seed=seed)
+    with source.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Partners")
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            ws.write_string(r, c, value)
+    wb.close()
+    source.unlink()
+    return path, codes
