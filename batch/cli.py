@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -213,7 +214,9 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         if path.stem in configs:
             raise UsageError(f"-c {path}: two configurations are named {path.stem!r}; rename one")
         configs[path.stem] = _load(argparse.Namespace(config=path))
-    serve(configs, args.workdir, host=args.host, port=args.port, open_browser=not args.no_browser)
+    # uvicorn re-raises Ctrl-C/SIGTERM after its graceful shutdown: for the page that is the normal end.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(configs, args.workdir, host=args.host, port=args.port, open_browser=not args.no_browser)
     return 0
 
 

@@ -322,3 +322,30 @@ def test_jobs_left_running_by_a_closed_page_show_as_stopped(tmp_path: Path, sand
     again = Jobs(tmp_path / "work", {name: config}).get(job.id)
     assert again is not None and again.phase == "stopped" and "closed" in again.message
     assert Jobs(tmp_path / "work", {name: config}).get("../x") is None
+
+
+def test_the_ui_command_prints_its_url_serves_and_stops_on_sigterm(tmp_path: Path, sandbox: SandboxServer) -> None:
+    import http.client
+    import signal
+    import subprocess
+    import sys
+
+    name, _ = sandbox_config(tmp_path, sandbox.url)
+    proc = subprocess.Popen([sys.executable, "-m", "batch", "ui", "-c", str(tmp_path / f"{name}.yaml"), "-v",
+                             "--no-browser", "--workdir", str(tmp_path / "w")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        m = re.fullmatch(r"invite-batch ui: http://127\.0\.0\.1:(\d+)/\?token=([\w-]{40,})", line)
+        assert m, line
+        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        conn.request("GET", f"/?token={m.group(2)}")
+        assert conn.getresponse().status == 303
+        conn.close()
+        assert stat.S_IMODE((tmp_path / "w").stat().st_mode) == 0o700
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert m.group(2) not in err  # the token never reaches a log line

@@ -52,6 +52,7 @@ class UiServer:
         except OSError as err:
             self.sock.close()
             raise UsageError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        self.sock.listen(128)  # the printed URL answers at once: connections wait here until uvicorn takes them
         self.port = self.sock.getsockname()[1]
         self.host = host
         self.app = create_app(configs, workdir, token=self.token, port=self.port, hosts=(host,))
