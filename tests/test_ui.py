@@ -194,6 +194,8 @@ def test_validate_send_and_download(tmp_path: Path, sandbox: SandboxServer,
     lines = download.text.splitlines()
     assert len(lines) == 153 and lines[-1].count(",invalid,") == 1
     assert {p["code"] for p in sandbox.ledger()["edin"]["partners"].values()} == set(codes)
+    for view in (page, client.get("/").text, client.get(f"/jobs/{job}/progress").text):
+        assert "demo-password" not in view and "demo@example.com" not in view  # no credential on the page
 
     # A new page over the same workdir lists the run, with its counts.
     again = create_app(dict([sandbox_config(tmp_path / "cfg", sandbox.url)]), tmp_path / "work", token=TOKEN, port=PORT)
@@ -349,3 +351,18 @@ def test_the_ui_command_prints_its_url_serves_and_stops_on_sigterm(tmp_path: Pat
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert m.group(2) not in err  # the token never reaches a log line
+
+
+def test_the_results_view_lists_failed_rows_with_their_details(tmp_path: Path, sandbox: SandboxServer,
+                                                               make_client: Callable[..., TestClient]) -> None:
+    client = make_client(sandbox.url)
+    inp = tmp_path / "ids.csv"
+    inp.write_text("partner_id,name\n1234567,Not ours\n", encoding="utf-8")  # an id the sandbox does not know
+    job = job_of(client, upload(client, inp))
+    wait_phase(client, job, "validated")
+    client.post(f"/jobs/{job}/send", data={"csrf": CSRF})
+    wait_phase(client, job, "finished")
+    page = client.get(f"/jobs/{job}").text
+    need_you = page.split("Rows that need you", 1)[1].split("What to do next", 1)[0]
+    assert '<span class="st failed">failed</span>' in need_you and "HTTP 404" in need_you
+    assert "--retry-failed" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from ..config import Config
 from ..model import Status
 from . import i18n
-from .jobs import BUSY, EXTENSIONS, Job, JobBusyError, Jobs, Phase
+from .jobs import BUSY, EXTENSIONS, RANK, Job, JobBusyError, Jobs, Phase
 from .providers import template_bytes, template_providers
 from .security import Guard, allowed_hosts, csrf_token, same
 
@@ -94,8 +96,11 @@ def create_app(configs: Mapping[str, Config], workdir: Path, *, token: str, port
             await form.close()
             return render(request, "index.html", status_code=400, configs=list(configs),
                           providers=template_providers(), jobs=jobs.all(), when=_when, error=error)
-        job = jobs.create(file.filename or "", name, await file.read())
-        await form.close()
+        await file.seek(0)
+        try:  # streamed from the parser's spool file: a 200 MB upload is never held in memory whole
+            job = await run_in_threadpool(jobs.create, file.filename or "", name, file.file)
+        finally:
+            await form.close()
         jobs.validate(job)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -105,7 +110,9 @@ def create_app(configs: Mapping[str, Config], workdir: Path, *, token: str, port
         pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
         page = min(max(_int(request.query_params.get("page"), 1), 1), pages)
         shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-        attention = [r for r in rows if r.status in (Status.FAILED, Status.UNKNOWN)][:PAGE_SIZE]
+        # Problems come first, so failed and unknown rows sit right after the invalid ones.
+        start = bisect.bisect_left(rows, RANK[Status.FAILED], key=lambda r: RANK[r.status])
+        attention = [r for r in rows[start:start + PAGE_SIZE] if r.status in (Status.FAILED, Status.UNKNOWN)]
         return render(request, "job.html", job=job, progress=job.progress(), line=status_line(job),
                       busy=job.phase in BUSY, rows=shown, page=page, pages=pages, attention=attention,
                       headers=job.watch.headers[:3], when=_when)

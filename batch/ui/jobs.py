@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..config import Config
 from ..errors import CheckpointLockedError, InviteBatchError, RunStopped
@@ -84,7 +85,7 @@ class Job:
 
     def live_counts(self) -> dict[str, int]:
         """Counts per status, read from the running job's results as the workers change them."""
-        if not self.watch.results:
+        if not self.watch.results or self.phase not in BUSY:  # once a phase ends its counts are kept
             return dict(self.counts)
         by_status = Counter(map(attrgetter("status"), self.watch.results))
         return {s.value: by_status.get(s, 0) for s in Status}
@@ -106,11 +107,14 @@ class Job:
         write_private(self.folder / "job.json", json.dumps(data, ensure_ascii=False).encode())
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a workdir file readable by its owner only (0600), whatever the umask."""
+def write_private(path: Path, data: bytes | BinaryIO) -> None:
+    """Write a workdir file readable by its owner only (0600), whatever the umask; a file object is streamed."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+        if isinstance(data, bytes):
+            fh.write(data)
+        else:
+            shutil.copyfileobj(data, fh, 1 << 20)
     os.chmod(path, 0o600)
 
 
@@ -153,7 +157,7 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id) if _ID_CHARS.issuperset(job_id) else None
 
-    def create(self, filename: str, config_name: str, data: bytes) -> Job:
+    def create(self, filename: str, config_name: str, data: bytes | BinaryIO) -> Job:
         """A new job folder holding the upload as `input<ext>`; the extension is the only part of the name used."""
         ext = Path(filename).suffix.lower()
         job_id = secrets.token_hex(8)
@@ -215,7 +219,8 @@ class Jobs:
             phase, message, code = Phase.ERROR, f"internal error: {err.__class__.__name__}", 2
         results = job.watch.results
         job.ordered = sorted(results, key=lambda r: RANK[r.status])  # stable: input order within a status
-        job.counts = job.live_counts() if results else {}
+        by_status = Counter(map(attrgetter("status"), results))
+        job.counts = {s.value: by_status.get(s, 0) for s in Status} if results else {}
         job.phase, job.message, job.exit_code, job.ended = phase, message, code, time.time()
         lock_down(job.folder)
         job.save()
