@@ -366,3 +366,22 @@ def test_the_results_view_lists_failed_rows_with_their_details(tmp_path: Path, s
     need_you = page.split("Rows that need you", 1)[1].split("What to do next", 1)[0]
     assert '<span class="st failed">failed</span>' in need_you and "HTTP 404" in need_you
     assert "--retry-failed" in page
+
+
+def test_a_run_holding_the_checkpoint_elsewhere_is_refused_as_on_the_command_line(
+        tmp_path: Path, sandbox: SandboxServer, make_client: Callable[..., TestClient]) -> None:
+    from batch.checkpoint import Journal
+    from batch.runner import default_checkpoint_path
+
+    client = make_client(sandbox.url)
+    inp, _ = partners_csv(tmp_path / "p.csv", 3)
+    job = job_of(client, upload(client, inp))
+    wait_phase(client, job, "validated")
+    with Journal.open(default_checkpoint_path(tmp_path / "work" / job / "input.csv")):  # another run holds it
+        client.post(f"/jobs/{job}/send", data={"csrf": CSRF})
+        p = wait_phase(client, job, "error")
+    page = client.get(f"/jobs/{job}").text
+    assert "held by pid" in str(p["message"]) and "exit code 4" in page and "Send invitations" in page
+    assert sandbox.ledger()["edin"]["partners"] == {}
+    client.post(f"/jobs/{job}/send", data={"csrf": CSRF})  # the other run is over: sending works again
+    assert wait_phase(client, job, "finished")["counts"]["sent"] == 3  # type: ignore[index]
