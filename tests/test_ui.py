@@ -343,7 +343,11 @@ def test_the_ui_command_prints_its_url_serves_and_stops_on_sigterm(tmp_path: Pat
         assert m, line
         conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
         conn.request("GET", f"/?token={m.group(2)}")
-        assert conn.getresponse().status == 303
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 303
+        conn.request("GET", f"//evil.example/x?token={m.group(2)}")
+        assert conn.getresponse().getheader("location") == "/evil.example/x"  # never an open redirect
         conn.close()
         assert stat.S_IMODE((tmp_path / "w").stat().st_mode) == 0o700
     finally:

@@ -30,7 +30,7 @@ def same(a: str | None, b: str) -> bool:
 
 def allowed_hosts(port: int, extra: Iterable[str] = ()) -> frozenset[str]:
     """`127.0.0.1:PORT` and `localhost:PORT` (and the served host's own name): nothing a rebinding DNS name sends."""
-    return frozenset(f"{h}:{port}" for h in ("127.0.0.1", "localhost", *extra))
+    return frozenset(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in ("127.0.0.1", "localhost", *extra))
 
 
 class Guard:
@@ -53,7 +53,8 @@ class Guard:
             if scope["method"] in ("GET", "HEAD"):
                 # Into a cookie, and out of the address bar, the history and any Referer.
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+                path = "/" + scope["path"].lstrip("/")  # never `//host`: a redirect stays on this server
+                response = RedirectResponse(path + (f"?{rest}" if rest else ""), status_code=303)
                 response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
                 await response(scope, receive, send)
                 return
