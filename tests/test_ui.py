@@ -180,7 +180,9 @@ def test_validate_send_and_download(tmp_path: Path, sandbox: SandboxServer,
     assert 'role="status"' in page and "Send invitations" in page and "Page 1 of 2" in page
     statuses = re.findall(r'<span class="st (\w+)">', page)
     assert statuses[:3] == ["invalid", "duplicate", "pending"] and len(statuses) == 100  # problems first
-    assert re.findall(r'<span class="st (\w+)">', client.get(f"/jobs/{job}?page=2").text) == ["pending"] * 52
+    second = client.get(f"/jobs/{job}?page=2").text
+    assert re.findall(r'<span class="st (\w+)">', second) == ["pending"] * 52
+    assert f'href="/jobs/{job}?page=2&amp;lang=uk"' in second  # the language switch keeps the page
     assert client.get(f"/jobs/{job}?page=99").status_code == 200  # clamped to the last page
     assert sandbox.ledger()["edin"]["partners"] == {}
 

@@ -44,7 +44,10 @@ def create_app(configs: Mapping[str, Config], workdir: Path, *, token: str, port
         lang = i18n.choose(request.query_params.get("lang"), request.cookies.get("ib_lang"),
                            request.headers.get("accept-language", ""))
         t = i18n.translator(lang)
-        html = _env.get_template(name).render(t=t, lang=lang, csrf=csrf, path=request.url.path, **context)
+        other = "en" if lang == "uk" else "uk"
+        switch = request.url.include_query_params(lang=other)  # the same view (and page) in the other language
+        html = _env.get_template(name).render(t=t, lang=lang, other=other, csrf=csrf,
+                                              switch=f"{switch.path}?{switch.query}", **context)
         response = Response(html, status_code=status_code, media_type="text/html; charset=utf-8",
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                      "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
