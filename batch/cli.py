@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -100,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     tpl.add_argument("-o", "--output", type=Path, required=True, help="file to write (.xlsx or .csv)")
     _logging_options(tpl)
 
+    ui = sub.add_parser("ui", help="a local web page for the same job", formatter_class=fmt,
+                        epilog="example:\n  invite-batch ui -c config/sandbox.yaml -c edin.yaml --workdir runs")
+    ui.add_argument("-c", "--config", type=Path, action="append", required=True,
+                    help="YAML configuration; repeat to offer several (named by the file's stem)")
+    ui.add_argument("--workdir", type=Path, default=Path("invite-batch-ui"),
+                    help="folder for uploads, checkpoints and results (default: ./invite-batch-ui)")
+    ui.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
+    ui.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    ui.add_argument("--no-browser", action="store_true", help="print the URL only")
+    _logging_options(ui)
+
     sb = sub.add_parser("sandbox", help="local simulator of every provider's API", formatter_class=fmt,
                         epilog="example:\n  invite-batch sandbox --port 8080 --throttle-rate 0.1 --seed 1")
     sb.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
@@ -194,6 +206,20 @@ def _cmd_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from .ui import serve
+
+    configs: dict[str, Config] = {}
+    for path in args.config:
+        if path.stem in configs:
+            raise UsageError(f"-c {path}: two configurations are named {path.stem!r}; rename one")
+        configs[path.stem] = _load(argparse.Namespace(config=path))
+    # uvicorn re-raises Ctrl-C/SIGTERM after its graceful shutdown: for the page that is the normal end.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(configs, args.workdir, host=args.host, port=args.port, open_browser=not args.no_browser)
+    return 0
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import serve
 
@@ -226,6 +252,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _cmd_report,
     "template": _cmd_template,
     "sandbox": _cmd_sandbox,
+    "ui": _cmd_ui,
 }
 
 

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from types import FrameType
@@ -66,6 +66,21 @@ class RunReport:
     exit_code: int
 
 
+@dataclass
+class Watch:
+    """Hooks for a caller that runs the job in a thread (the web page): stop it from outside, read its progress.
+
+    `results` is the run's list of row results once planned: workers change their statuses in place, so
+    counting them gives live counts. `done` counts rows attempted of `total` to send this run.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    headers: tuple[str, ...] = ()
+    results: Sequence[RowResult] = ()
+    total: int = 0
+    done: int = 0
+
+
 def default_checkpoint_path(input_path: Path) -> Path:
     return input_path.with_name(f"{input_path.stem}.checkpoint.sqlite")
 
@@ -83,18 +98,21 @@ def snapshot_key(table: Table, config: Config) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> RunReport:
+def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None) -> RunReport:
     """Run the whole job once; RunStopped (exit 3) is raised after the results are written.
 
     `clock` is the run's one source of time: the journal, the flows, the limiter, the HTTP client's waits
-    and the summary all read it, so tests move time by hand instead of sleeping.
+    and the summary all read it, so tests move time by hand instead of sleeping. `watch` lets a caller in
+    another thread stop the run gracefully and read its progress.
     """
+    watch = watch or Watch()
     started = clock.now()
     profile = config.profile
     table = read_table(opts.input, fields=profile.fields, required=profile.required, sheet=opts.sheet,
                        aliases=config.columns, max_rows=config.limits.max_rows,
                        max_cell_length=config.limits.max_cell_length, max_file_size=config.limits.max_file_size)
     key = snapshot_key(table, config)
+    watch.headers = table.headers
     output = opts.output or default_output_path(opts.input)
     check_output(output)  # a results file that cannot be written is found before anything is sent
     checkpoint = opts.checkpoint or default_checkpoint_path(opts.input)
@@ -112,6 +130,7 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> Run
         for task in the_plan.tasks:
             detail = task.result.detail
             task.result.detail = f"would send; {detail}" if detail else "would send"
+        watch.results = the_plan.results
         return _finish(summary, the_plan.results, table, output, opts, None, clock, dry_run=True)
 
     if opts.fresh and (aside := set_aside(checkpoint, clock=clock.now)) is not None:
@@ -134,9 +153,10 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> Run
                               key)
         if opts.limit is not None:
             tasks = tasks[: opts.limit]
+        watch.results, watch.total = results, len(tasks)
         stopped: RunStopped | None = None
         try:
-            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results)
+            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results, watch)
         finally:
             # Settled rows go unrecorded: `report` derives the very same results from their items.
             recorded = results if settled is None else [r for r in results if r.line not in settled.results]
@@ -187,9 +207,9 @@ def _finish(summary: Summary, results: list[RowResult], table: Table, output: Pa
 class _Stop:
     """The run's stop flag: set by a signal, the circuit breaker or a failed login."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, event: threading.Event | None = None) -> None:
         self.clock = clock
-        self.event = threading.Event()
+        self.event = event or threading.Event()
         self.reason: RunStopped | None = None
         self._lock = threading.Lock()
 
@@ -247,11 +267,11 @@ class _Breaker:
 
 
 def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, tasks: Sequence[Task],
-          followups: Sequence[Task], results: Sequence[RowResult]) -> RunStopped | None:
+          followups: Sequence[Task], results: Sequence[RowResult], watch: Watch) -> RunStopped | None:
     """Drive the workers over the tasks; return why the run stopped early, if it did."""
     if not tasks and not followups:
         return None
-    stop = _Stop(clock)
+    stop = _Stop(clock, watch.stop)
     breaker = _Breaker(config.stop_after_consecutive_failures, stop)
     with _signals(stop), _session(config, journal, clock, stop) as session:
         try:
@@ -261,9 +281,11 @@ def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, task
         except APIError as err:  # 429/5xx/network outlasted the retries: nothing was sent, so stop resumably (exit 3)
             return AuthError(f"could not log in: {describe(err)}; run again to resume")
         session.owed(followups)
-        progress = _Progress(len(tasks), results, enabled=opts.progress, clock=clock)
+        progress = _Progress(len(tasks), results, enabled=opts.progress, clock=clock, watch=watch)
         _work(tasks, session.handle, breaker, stop, progress, workers=config.limits.workers)
         progress.close()
+        if stop.is_set() and stop.reason is None:  # the caller's Watch.stop: the graceful stop of SPEC §6
+            stop.set(Interrupted("stopped on request; run again to resume"))
         if not isinstance(stop.reason, AuthError):
             try:
                 session.finish()
@@ -330,8 +352,9 @@ def _work(tasks: Sequence[Task], handle: Callable[[Task], Verdict], breaker: _Br
 class _Progress:
     """A tqdm bar with counts by status, on a terminal only."""
 
-    def __init__(self, total: int, results: Sequence[RowResult], *, enabled: bool, clock: Clock) -> None:
-        self.results, self.bar, self._n, self.clock = results, None, 0, clock
+    def __init__(self, total: int, results: Sequence[RowResult], *, enabled: bool, clock: Clock,
+                 watch: Watch) -> None:
+        self.results, self.bar, self._n, self.clock, self.watch = results, None, 0, clock, watch
         self._lock = threading.Lock()
         if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
@@ -340,6 +363,8 @@ class _Progress:
         self._last = 0.0
 
     def update(self) -> None:
+        with self._lock:
+            self.watch.done += 1
         if self.bar is None:
             return
         with self._lock:
