@@ -30,8 +30,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .clock import SYSTEM, iso_utc
 from .errors import CheckpointError, CheckpointLockedError
-from .model import RowResult, Status, Summary
-from .providers.base import Identity
+from .model import Identity, RowResult, Status, Summary
 
 SCHEMA_VERSION = 2  # 2: items.scope
 APPLICATION_ID = 0x49424350  # "IBCP": tells our checkpoints from any other SQLite file

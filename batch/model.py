@@ -6,10 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .providers.base import Identity
+from typing import NamedTuple
 
 
 class Status(StrEnum):
@@ -26,6 +23,14 @@ class Status(StrEnum):
 
 # Statuses that make the exit code 1 (SPEC §9).
 PROBLEM_STATUSES = frozenset({Status.INVALID, Status.FAILED, Status.UNKNOWN})
+
+
+class Identity(NamedTuple):
+    """The key a valid row is known by (SPEC §6), with the parts the core compares without parsing it."""
+
+    key: str  # the checkpoint's key of the partner's item
+    scope: str = ""  # what the invitation is for within the account (EDIN: the template or owner company)
+    partner_id: str = ""  # the provider's own id of the partner, when the row names it directly
 
 
 # RawRow and Row are created a million at a time; frozen dataclasses cost twice as much to build.

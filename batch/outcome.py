@@ -8,8 +8,7 @@ from enum import StrEnum
 from .checkpoint import Item, ItemState, Journal
 from .clock import Clock, iso_utc
 from .errors import APIError, RetriableAPIError
-from .model import RowResult, Status
-from .providers.base import Identity
+from .model import Identity, RowResult, Status
 
 STATUS_OF = {ItemState.PENDING: Status.PENDING, ItemState.SENT: Status.SENT, ItemState.SKIPPED: Status.SKIPPED,
              ItemState.FAILED: Status.FAILED, ItemState.UNKNOWN: Status.UNKNOWN,

@@ -21,7 +21,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ..model import Identity as Identity  # re-exported: a provider builds its identities with it
 
 if TYPE_CHECKING:
     from ..checkpoint import Item, Journal
@@ -47,14 +49,6 @@ class Field:
     @property
     def title(self) -> str:
         return self.header or self.name
-
-
-class Identity(NamedTuple):
-    """The key a valid row is known by (SPEC §6), with the parts the core compares without parsing it."""
-
-    key: str  # the checkpoint's key of the partner's item
-    scope: str = ""  # what the invitation is for within the account (EDIN: the template or owner company)
-    partner_id: str = ""  # the provider's own id of the partner, when the row names it directly
 
 
 class Done(Protocol):
