@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +60,23 @@ def write_config(path: Path, url: str, provider: str = "edin", **sections: Any) 
             data[key] = value
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def sandbox_process(*options: str) -> Iterator[str]:
+    """`invite-batch sandbox OPTIONS` in its own process: yields the URL it prints; at the end it must stop on
+    SIGTERM with exit 0 (killed if it does not)."""
+    proc = subprocess.Popen([sys.executable, "-m", "batch", "sandbox", *options], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

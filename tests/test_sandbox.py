@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from support import sandbox_process
 from urllib3.util import SKIP_HEADER
 
 from batch.config import SandboxOptions
@@ -152,21 +150,8 @@ def test_stop_releases_the_port_and_closes_kept_connections() -> None:
 
 
 def test_serve_prints_the_url_and_stops_on_sigterm() -> None:
-    code = "from batch.sandbox import serve; from batch.config import SandboxOptions; serve(SandboxOptions())"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
+    with sandbox_process() as url:
         assert requests.get(url + "/_sandbox/ledger", timeout=5).status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def exchange(url: str, data: bytes) -> bytes:

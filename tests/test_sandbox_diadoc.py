@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 from stdnum.ru import inn as ru_inn
+from support import sandbox_process
 from test_sandbox import Clock
 
 from batch.config import SandboxOptions, parse_config
@@ -724,12 +722,8 @@ def test_diadoc_sandbox_config_problems(sandbox: dict[str, Any], message: str) -
 
 
 def test_the_sandbox_command_takes_the_diadoc_options() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "batch", "sandbox", "--token-ttl", "5", "--rotate-refresh",
-                             "--task-ms", "60000", "--relation-visible-on", "result"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+    with sandbox_process("--token-ttl", "5", "--rotate-refresh", "--task-ms", "60000",
+                         "--relation-visible-on", "result") as url:
         body = get_token(url).json()
         assert body["expires_in"] == 5 and body["refresh_token"] != "sandbox-refresh"
         s = api(url, body["access_token"])
@@ -737,11 +731,3 @@ def test_the_sandbox_command_takes_the_diadoc_options() -> None:
         task = acquire(s, url, {"BoxId": box}).json()["TaskId"]
         assert result(s, url, task).headers["Retry-After"] in ("60", "59")
         assert relation(s, url, box) is None
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()

@@ -6,7 +6,6 @@ Raw `requests` calls against the real sandbox server, never through the clients.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from support import sandbox_process
 from test_sandbox import IB_BODY, IB_HEADERS, IB_PATH, create, form, invite, login
 
 from batch.config import SandboxOptions, parse_config
@@ -238,12 +238,8 @@ def test_sandbox_config_problems(sandbox: dict[str, Any], message: str) -> None:
 
 
 def test_the_sandbox_command_takes_the_new_options(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "batch", "sandbox", "--page-cap", "2", "--route-cookie",
-                             "--invitation-date-on", "mark", "--ambiguous-rate", "1", "--seed", "3",
-                             "--partners", str(partners_file(tmp_path, 3))], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+    with sandbox_process("--page-cap", "2", "--route-cookie", "--invitation-date-on", "mark", "--ambiguous-rate", "1",
+                         "--seed", "3", "--partners", str(partners_file(tmp_path, 3))) as url:
         s = login(url)
         assert "route" in s.cookies
         assert requests.get(url + "/bdoc/partners", cookies={"SID": s.cookies["SID"]}, timeout=5).status_code == 401
@@ -251,14 +247,6 @@ def test_the_sandbox_command_takes_the_new_options(tmp_path: Path) -> None:
         assert len(page) == 2
         assert invite(s, url, page[0]["partnerId"]).status_code in (500, 502, 504)
         assert requests.get(url + "/_sandbox/ledger", timeout=5).json()["ambiguous"]["calls"][INVITE]["total"] == 1
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @pytest.mark.parametrize("args", [["--ambiguous-rate", "2"], ["--page-cap", "0"],
