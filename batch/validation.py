@@ -10,7 +10,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from .config import Config
-from .model import RawRow, Row, Table
+from .model import Row, Table
 from .reader import paused_gc
 
 _MAX_ID = 2**63  # ids are Java longs at most
@@ -81,17 +81,13 @@ def validate_rows(table: Table, config: Config, *, skip: Container[int] = ()) ->
     `skip` (rows a resume already decided: plan.settle) are left out."""
     profile = config.profile
     check, identity = profile.rules(table, config), profile.identity
-
-    def validated(raw: RawRow) -> Row:
-        row = check(raw)
-        if not row.problems:
-            row.identity = identity(row.values)  # computed once, here; plan and the snapshot carry it
-        return row
-
     with paused_gc():
-        if not skip:
-            return [validated(raw) for raw in table.rows]
-        return [validated(raw) for raw in table.rows if raw.line not in skip]
+        rows = [check(raw) for raw in table.rows] if not skip else [
+            check(raw) for raw in table.rows if raw.line not in skip]
+        for row in rows:  # the identity is computed once, here; plan and the snapshot carry it
+            if not row.problems:
+                row.identity = identity(row.values)
+    return rows
 
 
 def header_names(table: Table) -> Callable[[str], str]:
