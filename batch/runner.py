@@ -98,7 +98,8 @@ def snapshot_key(table: Table, config: Config) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None) -> RunReport:
+def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None,
+              on_finish: Callable[[RunReport, Sequence[RowResult]], None] | None = None) -> RunReport:
     """Run the whole job once; RunStopped (exit 3) is raised after the results are written.
 
     `clock` is the run's one source of time: the journal, the flows, the limiter, the HTTP client's waits
@@ -156,15 +157,19 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch:
         watch.results, watch.total = results, len(tasks)
         stopped: RunStopped | None = None
         try:
-            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results, watch)
+            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results, watch,
+                            summary.requests)
         finally:
             # Settled rows go unrecorded: `report` derives the very same results from their items.
             recorded = results if settled is None else [r for r in results if r.line not in settled.results]
             try:
-                _finish(summary, results, table, output, opts, journal, clock, stopped=stopped, recorded=recorded)
+                report = _finish(summary, results, table, output, opts, journal, clock, stopped=stopped,
+                                 recorded=recorded)
             except OutputError as err:  # the rows were worked: not "nothing was sent" (exit 2)
                 raise ResultsNotWritten(f"{err}; every outcome is in the checkpoint: write the results with "
                                         f"`invite-batch report {checkpoint} -o FILE`") from None
+            if on_finish is not None:
+                on_finish(report, results)
         if stopped is not None:
             raise stopped
         return RunReport(summary=summary, output=output, exit_code=exit_code_for(summary.counts))
@@ -267,13 +272,14 @@ class _Breaker:
 
 
 def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, tasks: Sequence[Task],
-          followups: Sequence[Task], results: Sequence[RowResult], watch: Watch) -> RunStopped | None:
+          followups: Sequence[Task], results: Sequence[RowResult], watch: Watch,
+          answers: Counter[str]) -> RunStopped | None:
     """Drive the workers over the tasks; return why the run stopped early, if it did."""
     if not tasks and not followups:
         return None
     stop = _Stop(clock, watch.stop)
     breaker = _Breaker(config.stop_after_consecutive_failures, stop)
-    with _signals(stop), _session(config, journal, clock, stop) as session:
+    with _signals(stop), _session(config, journal, clock, stop, answers) as session:
         try:
             session.open()
         except RunStopped as err:
@@ -297,7 +303,8 @@ def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, task
 
 
 @contextlib.contextmanager
-def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop) -> Iterator[Session]:
+def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop,
+             answers: Counter[str]) -> Iterator[Session]:
     """The limiter, the HTTP session and the provider's session; the embedded sandbox too, if asked."""
     with contextlib.ExitStack() as stack:
         if config.embedded:
@@ -309,7 +316,8 @@ def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop) -> Ite
         limiter = RateLimiter(config.limits.rate, clock=clock.monotonic, sleep=stop.sleep)
         http = HttpClient(config.base_url, timeouts=config.limits.timeout, retry=config.retry, limiter=limiter,
                           workers=config.limits.workers, ca_bundle=config.ca_bundle, sleep=stop.sleep,
-                          clock=clock.monotonic, request_id_header=config.profile.request_id_header)
+                          clock=clock.monotonic, request_id_header=config.profile.request_id_header,
+                          answers=answers)
         stack.callback(http.close)
         yield config.profile.session(config, http, journal, clock, stop.is_set)
 

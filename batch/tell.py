@@ -1,0 +1,107 @@
+"""Telling people how a run ended (SPEC §12): its outcome, then a notification and the metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import InviteBatchError, RunStopped, UsageError
+from .model import RowResult, Status, Summary
+from .runner import RunOptions, RunReport, run_batch, summary_line
+
+log = logging.getLogger(__name__)
+
+TOP_DETAILS = 10
+_DETAIL_STATUSES = (Status.FAILED, Status.UNKNOWN)
+
+
+@dataclass(kw_only=True)
+class RunEnd:
+    """How one run that was not a dry run ended."""
+
+    exit_code: int
+    input: Path
+    provider: str
+    summary: Summary | None = None  # None when it failed before reading its rows
+    output: Path | None = None
+    error: str = ""  # why it stopped or could not start
+    details: list[tuple[str, str, int]] = field(default_factory=list)  # (status, detail, rows), commonest first
+
+    @property
+    def outcome(self) -> str:
+        if self.exit_code == 0:
+            counts = self.summary.counts if self.summary else Counter()
+            busy = sum(n for s, n in counts.items() if s not in (Status.SKIPPED, Status.DUPLICATE))
+            return "nothing to do" if not busy else "finished"
+        if self.exit_code == 1:
+            return "finished with problems"
+        return "stopped" if self.exit_code == RunStopped.exit_code else "failed to start"
+
+
+def run_and_tell(config: Config, opts: RunOptions, *, clock: Callable[[], float] = time.time) -> RunReport:
+    """run_batch, then notify and publish metrics as the config asks; errors still reach the caller."""
+    metrics = config.metrics
+    if opts.dry_run or not (config.notify or metrics.file or metrics.pushgateway):
+        return run_batch(config, opts)
+    if config.notify:
+        from .notify import protect, url_problem
+
+        protect(config.notify)
+        for i, url in enumerate(config.notify, start=1):
+            if (problem := url_problem(url)) is not None:
+                raise UsageError(f"notify URL {i}: {problem}")
+    started = time.monotonic()
+    end = RunEnd(exit_code=0, input=opts.input, provider=config.provider)
+
+    def finished(report: RunReport, results: Sequence[RowResult]) -> None:
+        end.summary, end.output = report.summary, report.output
+        details = Counter((r.status.value, r.detail) for r in results if r.status in _DETAIL_STATUSES)
+        end.details = [(status, detail, n) for (status, detail), n in details.most_common(TOP_DETAILS)]
+
+    try:
+        report = run_batch(config, opts, on_finish=finished)
+    except InviteBatchError as e:
+        end.exit_code, end.error = e.exit_code, str(e)
+        _tell(config, end, time.monotonic() - started, clock())
+        raise
+    except KeyboardInterrupt:
+        end.exit_code, end.error = RunStopped.exit_code, "stopped by a signal"
+        _tell(config, end, time.monotonic() - started, clock())
+        raise
+    end.exit_code = report.exit_code
+    _tell(config, end, time.monotonic() - started, clock())
+    return report
+
+
+def _tell(config: Config, end: RunEnd, elapsed: float, now: float) -> None:
+    if config.notify and end.outcome in config.notify_on:
+        from .notify import send
+
+        title, body = message(end)
+        send(config.notify, title=title, body=body, failure=end.exit_code not in (0,))
+    if config.metrics.file or config.metrics.pushgateway:
+        from .metrics import RunMetrics, publish
+
+        summary = end.summary
+        run = RunMetrics(job=config.metrics.job or end.input.stem, provider=config.provider,
+                         rows=summary.counts if summary else {}, requests=summary.requests if summary else {},
+                         duration=summary.duration if summary else elapsed, finished=now, exit_code=end.exit_code)
+        publish(run, file=config.metrics.file, pushgateway=config.metrics.pushgateway)
+
+
+def message(end: RunEnd) -> tuple[str, str]:
+    """A title and a few short lines, readable on a phone."""
+    title = f"invite-batch {end.outcome}: {end.input.name}"
+    lines = [f"{end.outcome} (exit {end.exit_code}): {end.input} ({end.provider})"]
+    if end.error:
+        lines.append(end.error)
+    if end.summary is not None and end.output is not None:
+        lines.append(summary_line(end.summary, end.output))
+    for status, detail, n in end.details:
+        lines.append(f"{n} × {status}: {detail or '(no detail)'}")
+    return title, "\n".join(lines)
