@@ -33,7 +33,7 @@ class _Collect(logging.Filter):
         if record.levelno < logging.WARNING:
             return True  # its debug lines still reach -vv, through the redacting handler
         with contextlib.suppress(Exception):
-            self.messages.append(redact(record.getMessage()))
+            self.messages.append(redact(record.getMessage()).rstrip(". "))
         return False
 
 
