@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, pushadd_to_gateway, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, pushadd_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -99,9 +100,23 @@ def previous_success(path: Path) -> float | None:
 
 
 def write_textfile(path: Path, run: RunMetrics) -> None:
-    """Write the textfile atomically (prometheus_client writes a temporary file, then renames it)."""
+    """Write the textfile atomically: a temporary file beside it, then a rename.
+
+    Not prometheus_client's write_to_textfile: its file takes the process's umask, and under the systemd
+    recipe's UMask=0077 node_exporter (another user) could not read it. Metrics hold no secret: 0644.
+    """
     last = run.finished if run.succeeded else previous_success(path)
-    write_to_textfile(str(path), registry(run, last))
+    data = generate_latest(registry(run, last))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not *.prom: the collector never reads it half-done
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # the mode given to open() is cut by the umask
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def push(gateway: str, run: RunMetrics) -> None:

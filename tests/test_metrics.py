@@ -181,11 +181,18 @@ def test_unwritable_metrics_path_is_a_warning(tmp_path: Path, capfd: pytest.Capt
         next(line for line in err.splitlines() if "metrics not written to" in line)]
 
 
-def test_a_garbled_previous_file_is_replaced(tmp_path: Path) -> None:
+def test_a_garbled_previous_file_is_replaced_readable_whatever_the_umask(tmp_path: Path) -> None:
     prom = tmp_path / "invite.prom"
     prom.write_text("this is { not prometheus\n", encoding="utf-8")
+    prom.chmod(0o600)
     run_ = RunMetrics(job="j", provider="edin", rows={}, requests={}, duration=1.0, finished=100.0, exit_code=3)
-    write_textfile(prom, run_)
+    old = os.umask(0o077)  # the systemd recipe's UMask
+    try:
+        write_textfile(prom, run_)
+    finally:
+        os.umask(old)
+    assert prom.stat().st_mode & 0o777 == 0o644  # node_exporter runs as another user
+    assert [p.name for p in tmp_path.iterdir()] == ["invite.prom"]
     found = series(prom.read_text(encoding="utf-8"))
     assert value(found, "invite_batch_exit_code") == 3
     assert value(found, "invite_batch_last_success_timestamp_seconds") is None
