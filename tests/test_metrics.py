@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -207,6 +208,20 @@ def test_http_client_counts_every_attempt_by_code() -> None:
                         workers=1, sleep=lambda _: None)
     client.request("POST", "/x", mutating=True)
     assert client.answers == {"503": 1, "none": 1, "200": 1}
+
+
+@responses.activate
+def test_http_client_counts_concurrent_answers_exactly() -> None:
+    responses.add(responses.GET, "https://api.example/y", status=200)
+    client = HttpClient("https://api.example", timeouts=Timeouts(), retry=RetryPolicy(**FAST_RETRY), limiter=None,
+                        workers=8, sleep=lambda _: None)
+    threads = [threading.Thread(target=lambda: [client.request("GET", "/y", mutating=False) for _ in range(50)])
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert client.answers == {"200": 400}
 
 
 # ---------------------------------------------------------------- real consumers

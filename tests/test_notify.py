@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from batch.cli import main
 from batch.config import DEFAULT_NOTIFY_ON, parse_config
 from batch.errors import ConfigError
 from batch.notify import secret_parts, url_problem
+from batch.sandbox import SandboxServer
 from batch.tell import RunEnd, message
 
 EDIN: dict[str, Any] = {"provider": "edin", "auth": {"email": "a@b.c", "password": "pw"},
@@ -51,6 +56,14 @@ class Receiver:
 
     def url(self, path: str = "hook", userinfo: str = "") -> str:
         return f"json://{userinfo}127.0.0.1:{self.port}/{path}"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apprise honours HTTP(S)_PROXY like any requests user: the local endpoint must be reached directly."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.fixture
@@ -289,3 +302,26 @@ def test_apprise_warnings_do_not_leak_into_the_log(tmp_path: Path, closed_port: 
     assert not send([f"json://127.0.0.1:{closed_port}/x"], title="t", body="b", failure=False)
     ours = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.name for r in ours] == ["batch.notify"]
+
+
+def test_sigterm_mid_run_notifies_stopped_with_the_figures(tmp_path: Path, receiver: Receiver,
+                                                          sandbox_factory: Callable[..., SandboxServer]) -> None:
+    server = sandbox_factory(latency_ms=50)
+    inp = shops(tmp_path, [f"shop{i}@example.com" for i in range(40)])
+    cfg = write_config(tmp_path / "c.yaml", server.url, "invoicebox", limits={"workers": 1, "rate": []},
+                       notify=[receiver.url()], metrics={"file": str(tmp_path / "m.prom")})
+    proc = subprocess.Popen([sys.executable, "-m", "batch", "run", str(inp), "-c", str(cfg), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while server.ledger()["requests"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3, err
+    [body] = receiver.bodies
+    assert body["title"] == "invite-batch stopped: shops.csv"
+    text = body["message"]
+    assert text.startswith("stopped (exit 3): ") and "SIGTERM" in text
+    sent = server.ledger()["requests"]
+    assert f"sent {sent}," in text and f"pending {40 - sent}" in text
+    assert "invite_batch_exit_code{" in (tmp_path / "m.prom").read_text(encoding="utf-8")
