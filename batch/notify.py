@@ -85,6 +85,11 @@ def secret_parts(url: str) -> set[str]:
     return {s for s in out if len(s) >= _MIN_SECRET}
 
 
+def has_secret(url: str) -> bool:
+    """Whether `url` holds a part Apprise treats as private, or a webhook header, argument or field."""
+    return any("://" not in part for part in secret_parts(url))
+
+
 def _pieces(text: str) -> set[str]:
     return {unquote(p) for p in _DELIMITERS.split(text) if p}
 

@@ -325,3 +325,27 @@ def test_sigterm_mid_run_notifies_stopped_with_the_figures(tmp_path: Path, recei
     sent = server.ledger()["requests"]
     assert f"sent {sent}," in text and f"pending {40 - sent}" in text
     assert "invite_batch_exit_code{" in (tmp_path / "m.prom").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("notify", "warned"), [
+    ([f"tgram://{TG_TOKEN}/987654321"], "notify[0]"),
+    (["json://127.0.0.1:9/hook", "json://hook:Lit3ral-pw@127.0.0.1:9/hook"], "notify[1]"),
+    (["json://127.0.0.1:9/hook?+Authorization=Lit3ral-key"], "notify[0]"),
+    (["json://127.0.0.1:9/hook"], None),
+    (["tgram://${TG_TOKEN}/987654321"], None),
+], ids=["telegram-token", "json-password", "json-header", "no-secret", "from-env"])
+def test_literal_secret_notify_url_in_a_readable_config_warns(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        notify: list[str], warned: str | None) -> None:
+    monkeypatch.setenv("TG_TOKEN", TG_TOKEN)
+    cfg = write_config(tmp_path / "c.yaml", "https://api.invoicebox.ru", "invoicebox",
+                       auth={"token": "${IB_TOKEN:-x}"}, notify=notify)
+    cfg.chmod(0o644)
+    caplog.set_level(logging.WARNING, logger="batch")
+    assert run("validate", shops(tmp_path, ["a@shops.example"]), "-c", cfg, "-q") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warned in warnings[0] and "chmod 600" in warnings[0]
+        assert "Lit3ral" not in warnings[0] and TG_TOKEN not in warnings[0]
