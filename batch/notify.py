@@ -23,24 +23,29 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,19})://")
 
 
 class _Collect(logging.Filter):
-    """Keeps Apprise's warnings and errors out of the log (we write one warning of our own) and remembers them."""
+    """Keeps Apprise's warnings and errors out of the log (we write one warning of our own) and remembers them.
 
-    def __init__(self) -> None:
+    With `debug=False` its debug lines go too: it logs a URL it loads, with the custom headers of json://
+    in clear, before we could have registered them.
+    """
+
+    def __init__(self, *, debug: bool) -> None:
         super().__init__()
+        self.debug = debug
         self.messages: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
-            return True  # its debug lines still reach -vv, through the redacting handler
+            return self.debug  # at -vv they reach the log, through the redacting handler
         with contextlib.suppress(Exception):
             self.messages.append(redact(record.getMessage()).rstrip(". "))
         return False
 
 
 @contextlib.contextmanager
-def _apprise_quiet() -> Iterator[_Collect]:
+def _apprise_quiet(*, debug: bool = False) -> Iterator[_Collect]:
     logger = logging.getLogger(apprise.LOGGER_NAME)
-    collect = _Collect()
+    collect = _Collect(debug=debug)
     logger.addFilter(collect)
     try:
         yield collect
@@ -53,11 +58,13 @@ def _service(url: str) -> apprise.NotifyBase | None:
 
 
 def url_problem(url: str) -> str | None:
-    """Why Apprise cannot use `url`, without the URL itself (it holds secrets); None when it can."""
-    register_secret(url)  # Apprise logs an unparseable URL whole
+    """Why Apprise cannot use `url`, without the URL itself; None when it can. Its secrets are registered."""
+    register_secret(url)
     with _apprise_quiet() as said:
         service = _service(url)
     if service is not None:
+        for secret in _secret_parts(url, service):
+            register_secret(secret)
         return None
     m = _SCHEME.match(url)
     if m is None:
@@ -68,9 +75,13 @@ def url_problem(url: str) -> str | None:
 
 def secret_parts(url: str) -> set[str]:
     """The URL and the parts of it that are secret: what Apprise masks itself, and its webhooks' extras."""
-    out = {url}
     with _apprise_quiet():
         service = _service(url)
+    return _secret_parts(url, service)
+
+
+def _secret_parts(url: str, service: apprise.NotifyBase | None) -> set[str]:
+    out = {url}
     if service is not None:
         shown = service.url(privacy=False)  # type: ignore[no-untyped-call]
         hidden = service.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -103,22 +114,21 @@ def protect(urls: Iterable[str]) -> None:
 
 def send(urls: Sequence[str], *, title: str, body: str, failure: bool) -> bool:
     """Send one message to every URL; a URL that cannot be reached costs one warning in all, never an error."""
+    kind = apprise.NotifyType.FAILURE if failure else apprise.NotifyType.SUCCESS
     failed: list[str] = []
     for i, url in enumerate(urls, start=1):
         with _apprise_quiet() as said:
             service = _service(url)
-            ok = False
-            if service is not None:
+        if service is not None:
+            with _apprise_quiet(debug=True) as said:
                 try:
-                    ok = bool(service.notify(body=body, title=title,
-                                             notify_type=apprise.NotifyType.FAILURE if failure
-                                             else apprise.NotifyType.SUCCESS))
+                    if service.notify(body=body, title=title, notify_type=kind):
+                        continue
                 except Exception as e:  # a plugin's bug must not turn a finished run into a crash
                     said.messages.append(f"{type(e).__name__}: {redact(str(e))}")
-        if not ok:
-            m = _SCHEME.match(url)
-            where = f"{m.group(1)}:// (notify URL {i})" if m else f"notify URL {i}"
-            failed.append(f"{where}: {said.messages[-1] if said.messages else 'not delivered'}")
+        m = _SCHEME.match(url)
+        where = f"{m.group(1)}:// (notify URL {i})" if m else f"notify URL {i}"
+        failed.append(f"{where}: {said.messages[-1] if said.messages else 'not delivered'}")
     if failed:
         log.warning("notification not delivered to %s; the run's exit code is unchanged", "; ".join(failed))
     else:
