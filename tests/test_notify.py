@@ -186,15 +186,32 @@ def test_invalid_rows_notify_finished_with_problems(tmp_path: Path, receiver: Re
     assert f"results: {tmp_path / 'shops.results.csv'}" in text
 
 
-def test_refused_token_notifies_stopped(tmp_path: Path, receiver: Receiver) -> None:
-    inp = shops(tmp_path, ["a@shops.example", "b@shops.example"])
-    cfg = ib_config(tmp_path, auth={"token": "not-the-sandbox-token"}, notify=[receiver.url()])
+def test_refused_token_notifies_stopped_and_keeps_the_last_success(tmp_path: Path, receiver: Receiver) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def metrics() -> dict[str, float]:
+        text = (tmp_path / "m.prom").read_text(encoding="utf-8")
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels.get(
+            "status") and not s.labels.get("code")}
+
+    inp = shops(tmp_path, ["a@shops.example"])
+    cfg = ib_config(tmp_path, notify=[receiver.url()], metrics={"file": str(tmp_path / "m.prom")})
+    assert run("run", inp, "-c", cfg, "-q") == 0
+    success = metrics()["invite_batch_last_success_timestamp_seconds"]
+
+    inp = shops(tmp_path, ["b@shops.example", "c@shops.example"])
+    ib_config(tmp_path, auth={"token": "not-the-sandbox-token"}, notify=[receiver.url()],
+              metrics={"file": str(tmp_path / "m.prom")})
     assert run("run", inp, "-c", cfg, "-q") == 3
-    [body] = receiver.bodies
-    assert body["title"] == "invite-batch stopped: shops.csv"
+    body = receiver.bodies[-1]
+    assert body["title"] == "invite-batch stopped: shops.csv" and body["type"] == "failure"
     assert body["message"].startswith("stopped (exit 3): ")
-    assert "token" in body["message"].lower() and "pending 2" in body["message"]
+    assert "Invoicebox refused the token (401 unauthorized)" in body["message"] and "pending 2" in body["message"]
     assert "not-the-sandbox-token" not in json.dumps(body)
+    after = metrics()
+    assert after["invite_batch_exit_code"] == 3
+    assert after["invite_batch_last_success_timestamp_seconds"] == success
+    assert after["invite_batch_last_run_timestamp_seconds"] > success
 
 
 def test_failed_details_are_in_the_message(tmp_path: Path, receiver: Receiver) -> None:
