@@ -361,7 +361,7 @@ def test_literal_secret_notify_url_in_a_readable_config_warns(
         notify: list[str], warned: str | None) -> None:
     monkeypatch.setenv("TG_TOKEN", TG_TOKEN)
     cfg = write_config(tmp_path / "c.yaml", "https://api.invoicebox.ru", "invoicebox",
-                       auth={"token": "${IB_TOKEN:-x}"}, notify=notify)
+                       auth={"token": "${IB_TOKEN:-unused-Token-3141}"}, notify=notify)
     cfg.chmod(0o644)
     caplog.set_level(logging.WARNING, logger="batch")
     assert run("validate", shops(tmp_path, ["a@shops.example"]), "-c", cfg, "-q") == 0
