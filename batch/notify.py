@@ -112,9 +112,13 @@ def protect(urls: Iterable[str]) -> None:
             register_secret(secret)
 
 
-def send(urls: Sequence[str], *, title: str, body: str, failure: bool) -> bool:
+# Apprise's message types (its services show them as colours or icons), by exit code: 1 needs a look, 2-4 a fix.
+_KINDS = {0: apprise.NotifyType.SUCCESS, 1: apprise.NotifyType.WARNING}
+
+
+def send(urls: Sequence[str], *, title: str, body: str, exit_code: int) -> bool:
     """Send one message to every URL; a URL that cannot be reached costs one warning in all, never an error."""
-    kind = apprise.NotifyType.FAILURE if failure else apprise.NotifyType.SUCCESS
+    kind = _KINDS.get(exit_code, apprise.NotifyType.FAILURE)
     failed: list[str] = []
     for i, url in enumerate(urls, start=1):
         with _apprise_quiet() as said:

@@ -85,7 +85,7 @@ def _tell(config: Config, end: RunEnd, elapsed: float, now: float) -> None:
         from .notify import send
 
         title, body = message(end)
-        send(config.notify, title=title, body=body, failure=end.exit_code != 0)
+        send(config.notify, title=title, body=body, exit_code=end.exit_code)
     if config.metrics.file or config.metrics.pushgateway:
         from .metrics import RunMetrics, publish
 

@@ -179,7 +179,7 @@ def test_invalid_rows_notify_finished_with_problems(tmp_path: Path, receiver: Re
     assert len(receiver.bodies) == 1
     body = receiver.bodies[0]
     assert body["title"] == "invite-batch finished with problems: shops.csv"
-    assert body["type"] == "failure"
+    assert body["type"] == "warning"
     text = body["message"]
     assert text.startswith("finished with problems (exit 1): ")
     assert "sent 2, skipped 0, duplicate 0, invalid 2, failed 0, unknown 0, pending 0" in text
@@ -321,7 +321,7 @@ def test_apprise_warnings_do_not_leak_into_the_log(tmp_path: Path, closed_port: 
     from batch.notify import send
 
     caplog.set_level(logging.DEBUG)
-    assert not send([f"json://127.0.0.1:{closed_port}/x"], title="t", body="b", failure=False)
+    assert not send([f"json://127.0.0.1:{closed_port}/x"], title="t", body="b", exit_code=0)
     ours = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.name for r in ours] == ["batch.notify"]
 
