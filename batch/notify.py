@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 # Pieces of a URL between these are candidate secrets (a bot token, a password, a webhook path segment).
 _DELIMITERS = re.compile(r"[/:@?&=#]+")
-# Shorter pieces are not registered: masking every "1" or "no" in every log line would make logs useless,
-# and the whole URL (which is what gets logged) is registered anyway.
+# Shorter pieces are not registered (logs.register_secret would warn that they cannot be told from ordinary
+# text, and a json:// `-page=1` argument is no secret); the whole URL, which is what gets logged, always is.
 _MIN_SECRET = 4
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,19})://")
 
