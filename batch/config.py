@@ -486,12 +486,22 @@ def _notify(top: Section) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(urls), DEFAULT_NOTIFY_ON if outcomes is None else tuple(outcomes)
 
 
+def pushgateway_problem(url: str) -> str | None:
+    """A problem with a Pushgateway URL, or None; the URL is shown only when it holds no credentials."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are not supported (put an authenticating proxy in front on loopback)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL like http://pushgateway:9091, got {url!r}"
+    return None
+
+
 def _metrics(s: Section) -> MetricsOptions:
     opts = MetricsOptions(file=s.text("file"), job=s.text("job"), pushgateway=s.text("pushgateway"))
     if opts.job is not None and not opts.job.strip():
         s.problems.add(_join(s.path, "job"), "must not be empty")
-    if opts.pushgateway is not None and urlsplit(opts.pushgateway).scheme not in ("http", "https"):
-        s.problems.add(_join(s.path, "pushgateway"), f"must be an http(s) URL, got {opts.pushgateway!r}")
+    if opts.pushgateway is not None and (problem := pushgateway_problem(opts.pushgateway)) is not None:
+        s.problems.add(_join(s.path, "pushgateway"), problem)
     s.finish()
     return opts
 

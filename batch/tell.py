@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
+from .config import Config, pushgateway_problem
 from .errors import InviteBatchError, RunStopped, UsageError
 from .model import RowResult, Status, Summary
 from .runner import RunOptions, RunReport, run_batch, summary_line
@@ -48,6 +48,8 @@ def run_and_tell(config: Config, opts: RunOptions, *, clock: Callable[[], float]
     metrics = config.metrics
     if opts.dry_run or not (config.notify or metrics.file or metrics.pushgateway):
         return run_batch(config, opts)
+    if metrics.pushgateway and (problem := pushgateway_problem(metrics.pushgateway)) is not None:
+        raise UsageError(f"pushgateway: {problem}")  # a --pushgateway; the config's was checked as it loaded
     if config.notify:
         from .notify import protect, url_problem
 

@@ -269,3 +269,18 @@ def test_node_exporter_serves_the_textfile(tmp_path: Path, start_process: Callab
     assert value(found, "invite_batch_rows", status="sent", **mine) == 1
     assert value(found, "invite_batch_exit_code", **mine) == 1
     assert value(found, "invite_batch_last_success_timestamp_seconds", **mine) is not None
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("ftp://gateway:9091", "must be an http(s) URL like http://pushgateway:9091, got 'ftp://gateway:9091'"),
+    ("gateway:9091", "must be an http(s) URL"),
+    ("http://ops:Gw-s3cret-77@gateway:9091", "credentials in the URL are not supported"),
+], ids=["ftp", "no-scheme", "credentials"])
+def test_bad_pushgateway_url_is_exit_2_before_anything_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                            url: str, problem: str) -> None:
+    inp = shops(tmp_path, ["a@shops.example"])
+    assert run("run", inp, "-c", ib_config(tmp_path), "--pushgateway", url) == 2
+    assert run("run", inp, "-c", ib_config(tmp_path, metrics={"pushgateway": url})) == 2
+    err = capfd.readouterr().err
+    assert err.count(problem) == 2 and "Gw-s3cret-77" not in err
+    assert not (tmp_path / "shops.results.csv").exists()
