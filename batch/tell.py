@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .clock import SYSTEM, Clock
 from .config import Config, pushgateway_problem
 from .errors import InviteBatchError, RunStopped, UsageError
 from .model import RowResult, Status, Summary
@@ -43,11 +43,11 @@ class RunEnd:
         return "stopped" if self.exit_code == RunStopped.exit_code else "failed to start"
 
 
-def run_and_tell(config: Config, opts: RunOptions, *, clock: Callable[[], float] = time.time) -> RunReport:
+def run_and_tell(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> RunReport:
     """run_batch, then notify and publish metrics as the config asks; errors still reach the caller."""
     metrics = config.metrics
     if opts.dry_run or not (config.notify or metrics.file or metrics.pushgateway):
-        return run_batch(config, opts)
+        return run_batch(config, opts, clock=clock)
     if metrics.pushgateway and (problem := pushgateway_problem(metrics.pushgateway)) is not None:
         raise UsageError(f"pushgateway: {problem}")  # a --pushgateway; the config's was checked as it loaded
     if config.notify:
@@ -57,7 +57,7 @@ def run_and_tell(config: Config, opts: RunOptions, *, clock: Callable[[], float]
         for i, url in enumerate(config.notify, start=1):
             if (problem := url_problem(url)) is not None:
                 raise UsageError(f"notify URL {i}: {problem}")
-    started = time.monotonic()
+    started = clock.monotonic()
     end = RunEnd(exit_code=0, input=opts.input, provider=config.provider)
 
     def finished(report: RunReport, results: Sequence[RowResult]) -> None:
@@ -68,17 +68,17 @@ def run_and_tell(config: Config, opts: RunOptions, *, clock: Callable[[], float]
         end.details = [(status, detail, n) for (status, detail), n in details.most_common(TOP_DETAILS)]
 
     try:
-        report = run_batch(config, opts, on_finish=finished)
+        report = run_batch(config, opts, clock=clock, on_finish=finished)
     except InviteBatchError as e:
         end.exit_code, end.error = e.exit_code, str(e)
-        _tell(config, end, time.monotonic() - started, clock())
+        _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
         raise
     except KeyboardInterrupt:
         end.exit_code, end.error = RunStopped.exit_code, "stopped by a signal"
-        _tell(config, end, time.monotonic() - started, clock())
+        _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
         raise
     end.exit_code = report.exit_code
-    _tell(config, end, time.monotonic() - started, clock())
+    _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
     return report
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import FAST_RETRY, write_config
 
 from batch.cli import main
-from batch.config import RetryPolicy, Timeouts
+from batch.config import RetryPolicy, Timeouts, load_config
+from batch.errors import AuthError
 from batch.http import HttpClient
 from batch.metrics import RunMetrics, write_textfile
 from batch.model import Status
+from batch.runner import RunOptions
+from batch.tell import run_and_tell
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -284,3 +288,41 @@ def test_bad_pushgateway_url_is_exit_2_before_anything_runs(tmp_path: Path, capf
     err = capfd.readouterr().err
     assert err.count(problem) == 2 and "Gw-s3cret-77" not in err
     assert not (tmp_path / "shops.results.csv").exists()
+
+
+class StepClock:
+    """A clock that moves one second per reading of the wall time and never sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> datetime:
+        self.t += 1
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        self.t += seconds
+        return event.is_set()
+
+
+def test_times_come_from_the_runs_clock(tmp_path: Path) -> None:
+    prom = tmp_path / "invite.prom"
+    clock = StepClock()
+    config = load_config(ib_config(tmp_path, metrics={"file": str(prom)}))
+    opts = RunOptions(input=shops(tmp_path, ["a@shops.example"]))
+    assert run_and_tell(config, opts, clock=clock).exit_code == 0
+    found = series(prom.read_text(encoding="utf-8"))
+    assert value(found, "invite_batch_last_run_timestamp_seconds") == clock.t  # the last reading
+    assert value(found, "invite_batch_last_success_timestamp_seconds") == clock.t
+    success = clock.t
+
+    refused = load_config(ib_config(tmp_path, metrics={"file": str(prom)}, auth={"token": "wrong-token-1"}))
+    with pytest.raises(AuthError):
+        run_and_tell(refused, RunOptions(input=shops(tmp_path, ["b@shops.example"])), clock=clock)
+    found = series(prom.read_text(encoding="utf-8"))
+    assert value(found, "invite_batch_last_run_timestamp_seconds") == clock.t > success
+    assert value(found, "invite_batch_last_success_timestamp_seconds") == success
+    assert value(found, "invite_batch_exit_code") == 3
