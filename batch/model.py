@@ -105,7 +105,6 @@ class Summary:
     action: str = ""
     dry_run: bool = False
     stopped: str = ""  # why the run stopped early, if it did
-    requests: Counter[str] = field(default_factory=Counter)  # HTTP answers by status code; "none": no answer
 
     @property
     def duration(self) -> float:

@@ -79,6 +79,8 @@ class Watch:
     results: Sequence[RowResult] = ()
     total: int = 0
     done: int = 0
+    requests: Counter[str] = field(default_factory=Counter)  # HTTP answers by status code ("none": no answer)
+    report: RunReport | None = None  # once the results are written, also when the run then stops
 
 
 def default_checkpoint_path(input_path: Path) -> Path:
@@ -98,8 +100,7 @@ def snapshot_key(table: Table, config: Config) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None,
-              on_finish: Callable[[RunReport, Sequence[RowResult]], None] | None = None) -> RunReport:
+def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None) -> RunReport:
     """Run the whole job once; RunStopped (exit 3) is raised after the results are written.
 
     `clock` is the run's one source of time: the journal, the flows, the limiter, the HTTP client's waits
@@ -157,19 +158,16 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch:
         watch.results, watch.total = results, len(tasks)
         stopped: RunStopped | None = None
         try:
-            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results, watch,
-                            summary.requests)
+            stopped = _send(config, opts, journal, clock, tasks, the_plan.followups, results, watch)
         finally:
             # Settled rows go unrecorded: `report` derives the very same results from their items.
             recorded = results if settled is None else [r for r in results if r.line not in settled.results]
             try:
-                report = _finish(summary, results, table, output, opts, journal, clock, stopped=stopped,
-                                 recorded=recorded)
+                watch.report = _finish(summary, results, table, output, opts, journal, clock, stopped=stopped,
+                                       recorded=recorded)
             except OutputError as err:  # the rows were worked: not "nothing was sent" (exit 2)
                 raise ResultsNotWritten(f"{err}; every outcome is in the checkpoint: write the results with "
                                         f"`invite-batch report {checkpoint} -o FILE`") from None
-            if on_finish is not None:
-                on_finish(report, results)
         if stopped is not None:
             raise stopped
         return RunReport(summary=summary, output=output, exit_code=exit_code_for(summary.counts))
@@ -272,14 +270,13 @@ class _Breaker:
 
 
 def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, tasks: Sequence[Task],
-          followups: Sequence[Task], results: Sequence[RowResult], watch: Watch,
-          answers: Counter[str]) -> RunStopped | None:
+          followups: Sequence[Task], results: Sequence[RowResult], watch: Watch) -> RunStopped | None:
     """Drive the workers over the tasks; return why the run stopped early, if it did."""
     if not tasks and not followups:
         return None
     stop = _Stop(clock, watch.stop)
     breaker = _Breaker(config.stop_after_consecutive_failures, stop)
-    with _signals(stop), _session(config, journal, clock, stop, answers) as session:
+    with _signals(stop), _session(config, journal, clock, stop, watch.requests) as session:
         try:
             session.open()
         except RunStopped as err:

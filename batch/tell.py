@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clock import SYSTEM, Clock
 from .config import Config, pushgateway_problem
 from .errors import InviteBatchError, RunStopped, UsageError
-from .model import RowResult, Status, Summary
-from .runner import RunOptions, RunReport, run_batch, summary_line
+from .model import Status, Summary
+from .runner import RunOptions, RunReport, Watch, run_batch, summary_line
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,12 @@ class RunEnd:
         return "stopped" if self.exit_code == RunStopped.exit_code else "failed to start"
 
 
-def run_and_tell(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> RunReport:
+def run_and_tell(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch: Watch | None = None
+                 ) -> RunReport:
     """run_batch, then notify and publish metrics as the config asks; errors still reach the caller."""
     metrics = config.metrics
     if opts.dry_run or not (config.notify or metrics.file or metrics.pushgateway):
-        return run_batch(config, opts, clock=clock)
+        return run_batch(config, opts, clock=clock, watch=watch)
     if metrics.pushgateway and (problem := pushgateway_problem(metrics.pushgateway)) is not None:
         raise UsageError(f"pushgateway: {problem}")  # a --pushgateway; the config's was checked as it loaded
     if config.notify:
@@ -58,43 +58,42 @@ def run_and_tell(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM) -> 
             if (problem := url_problem(url)) is not None:
                 raise UsageError(f"notify URL {i}: {problem}")
     started = clock.monotonic()
-    end = RunEnd(exit_code=0, input=opts.input, provider=config.provider)
-
-    def finished(report: RunReport, results: Sequence[RowResult]) -> None:
-        end.summary, end.output = report.summary, report.output
-        if not config.notify:
-            return  # only the message shows details: metrics need no pass over a million rows
-        details = Counter((r.status.value, r.detail) for r in results if r.status in _DETAIL_STATUSES)
-        end.details = [(status, detail, n) for (status, detail), n in details.most_common(TOP_DETAILS)]
-
+    watch = watch or Watch()
     try:
-        report = run_batch(config, opts, clock=clock, on_finish=finished)
+        report = run_batch(config, opts, clock=clock, watch=watch)
     except InviteBatchError as e:
-        end.exit_code, end.error = e.exit_code, str(e)
-        _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
+        _tell(config, opts, watch, e.exit_code, str(e), clock.monotonic() - started, clock.now().timestamp())
         raise
-    except KeyboardInterrupt:
-        end.exit_code, end.error = RunStopped.exit_code, "stopped by a signal"
-        _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
+    except KeyboardInterrupt:  # a second Ctrl-C: the results were still written
+        _tell(config, opts, watch, RunStopped.exit_code, "stopped by a signal", clock.monotonic() - started,
+              clock.now().timestamp())
         raise
-    end.exit_code = report.exit_code
-    _tell(config, end, clock.monotonic() - started, clock.now().timestamp())
+    _tell(config, opts, watch, report.exit_code, "", clock.monotonic() - started, clock.now().timestamp())
     return report
 
 
-def _tell(config: Config, end: RunEnd, elapsed: float, now: float) -> None:
-    if config.notify and end.outcome in config.notify_on:
-        from .notify import send
+def _tell(config: Config, opts: RunOptions, watch: Watch, exit_code: int, error: str, elapsed: float,
+          now: float) -> None:
+    """Notify and publish what the run left on its watch."""
+    report = watch.report
+    if config.notify:
+        end = RunEnd(exit_code=exit_code, input=opts.input, provider=config.provider, error=error,
+                     summary=report.summary if report else None, output=report.output if report else None)
+        if end.outcome in config.notify_on:
+            from .notify import send
 
-        title, body = message(end)
-        send(config.notify, title=title, body=body, exit_code=end.exit_code)
+            # Only the message shows details: without notifications there is no pass over a million rows.
+            found = Counter((r.status.value, r.detail) for r in watch.results if r.status in _DETAIL_STATUSES)
+            end.details = [(status, detail, n) for (status, detail), n in found.most_common(TOP_DETAILS)]
+            title, body = message(end)
+            send(config.notify, title=title, body=body, exit_code=exit_code)
     if config.metrics.file or config.metrics.pushgateway:
         from .metrics import RunMetrics, publish
 
-        summary = end.summary
-        run = RunMetrics(job=config.metrics.job or end.input.stem, provider=config.provider,
-                         rows=summary.counts if summary else {}, requests=summary.requests if summary else {},
-                         duration=summary.duration if summary else elapsed, finished=now, exit_code=end.exit_code)
+        summary = report.summary if report else None
+        run = RunMetrics(job=config.metrics.job or opts.input.stem, provider=config.provider,
+                         rows=summary.counts if summary else {}, requests=watch.requests,
+                         duration=summary.duration if summary else elapsed, finished=now, exit_code=exit_code)
         publish(run, file=config.metrics.file, pushgateway=config.metrics.pushgateway)
 
 
