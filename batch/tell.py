@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +11,6 @@ from .config import Config, pushgateway_problem
 from .errors import InviteBatchError, RunStopped, UsageError
 from .model import Status, Summary
 from .runner import RunOptions, RunReport, Watch, run_batch, summary_line
-
-log = logging.getLogger(__name__)
 
 TOP_DETAILS = 10
 _DETAIL_STATUSES = (Status.FAILED, Status.UNKNOWN)
