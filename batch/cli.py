@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="keep the old checkpoint aside and start a new one")
     run.add_argument("--summary-json", type=Path, help="write a machine-readable summary here")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--notify", action="append", metavar="URL",
+                     help="Apprise URL to tell at the end (tgram://…, mailtos://…); repeat for more; "
+                          "replaces the config's notify:")
+    run.add_argument("--metrics", metavar="PATH", help="write the run's metrics here (Prometheus textfile)")
+    run.add_argument("--pushgateway", metavar="URL", help="push the run's metrics to this Prometheus Pushgateway")
     _logging_options(run)
 
     val = sub.add_parser("validate", help="validate only; nothing is sent", formatter_class=fmt,
@@ -150,8 +155,17 @@ def _input_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
     from .logs import register_secret
+
+    for url in getattr(args, "notify", None) or ():
+        register_secret(url)  # before anything could log it
+    config = load_config(args.config)
+    if getattr(args, "notify", None):
+        config = dataclasses.replace(config, notify=tuple(args.notify))
+    if getattr(args, "metrics", None) or getattr(args, "pushgateway", None):
+        metrics = dataclasses.replace(config.metrics, file=args.metrics or config.metrics.file,
+                                      pushgateway=args.pushgateway or config.metrics.pushgateway)
+        config = dataclasses.replace(config, metrics=metrics)
 
     for secret in config.secrets():
         register_secret(secret)
@@ -168,7 +182,8 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _cmd_run(args: argparse.Namespace, *, dry_run: bool = False) -> int:
-    from .runner import RunOptions, run_batch, summary_line
+    from .runner import RunOptions, summary_line
+    from .tell import run_and_tell
 
     config = _load(args)
     opts = RunOptions(
@@ -177,7 +192,7 @@ def _cmd_run(args: argparse.Namespace, *, dry_run: bool = False) -> int:
         retry_failed=getattr(args, "retry_failed", False), resend_unknown=getattr(args, "resend_unknown", False),
         fresh=getattr(args, "fresh", False), summary_json=getattr(args, "summary_json", None),
         progress=not getattr(args, "no_progress", True) and not args.quiet)
-    report = run_batch(config, opts)
+    report = run_and_tell(config, opts)
     log.info(summary_line(report.summary, report.output))
     return report.exit_code
 

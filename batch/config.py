@@ -22,6 +22,9 @@ from .providers.base import Provider, Secrets
 EXCEL_MAX_ROWS = 1_048_575
 DEFAULT_WORKERS = 4
 AMBIGUOUS_CHOICES = ("never", "resend")
+# How a run can end, for notifications and metrics (SPEC §12); `nothing to do` does not notify by default.
+OUTCOMES = ("finished", "finished with problems", "stopped", "failed to start", "nothing to do")
+DEFAULT_NOTIFY_ON = OUTCOMES[:4]
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
@@ -99,6 +102,13 @@ class SandboxOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsOptions:
+    file: str | None = None  # Prometheus textfile, for node_exporter's textfile collector
+    job: str | None = None  # the `job` label; default: the input file's stem
+    pushgateway: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     provider: str  # a registered provider's name (batch.providers)
     action: str = "invite"
@@ -111,6 +121,9 @@ class Config:
     stop_after_consecutive_failures: int = 20
     sandbox: SandboxOptions = SandboxOptions()
     ca_bundle: str | None = None
+    notify: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they hold tokens and passwords
+    notify_on: tuple[str, ...] = DEFAULT_NOTIFY_ON
+    metrics: MetricsOptions = MetricsOptions()
     source: str = ""
 
     @property
@@ -122,7 +135,7 @@ class Config:
         return self.base_url == "embedded"
 
     def secrets(self) -> tuple[str, ...]:
-        return self.auth.secrets()
+        return self.auth.secrets() + self.notify
 
     def fingerprint(self) -> str:
         """SHA-256 of the settings that change what is sent; secrets left out."""
@@ -131,6 +144,8 @@ class Config:
         data.pop("source", None)
         # Who logs in changes what the provider holds; secrets (the fields kept out of repr) stay out.
         data["auth"] = {f.name: getattr(self.auth, f.name) for f in fields(self.auth) if f.repr}  # type: ignore[arg-type]
+        for key in ("notify", "notify_on", "metrics"):  # where the run reports to changes nothing sent
+            data.pop(key, None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -253,6 +268,17 @@ class Section:
                 self.problems.add(f"{_join(self.path, key)}[{i}]", str(e))
         return tuple(out)
 
+    def texts(self, key: str) -> list[str] | None:
+        """A list of texts (one text is a list of one); None when absent or not texts (the problem noted)."""
+        raw = self._get(key)
+        if raw is None:
+            return None
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            self.problems.add(_join(self.path, key), "must be a text or a list of texts")
+            return None
+        return items
+
     def finish(self) -> None:
         for key in self.data:
             if key not in self.seen:
@@ -337,6 +363,8 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
     ca_bundle = top.text("ca_bundle")
     if ca_bundle and not Path(ca_bundle).is_file():
         problems.add("ca_bundle", f"no such file: {ca_bundle}")
+    notify, notify_on = _notify(top)
+    metrics = _metrics(top.section("metrics"))
     top.finish()
 
     if problems.items:
@@ -353,6 +381,9 @@ def parse_config(data: Any, *, env: Mapping[str, str] | None = None, source: str
         stop_after_consecutive_failures=stop_after,
         sandbox=sandbox,
         ca_bundle=ca_bundle,
+        notify=notify,
+        notify_on=notify_on,
+        metrics=metrics,
         source=source,
     )
 
@@ -438,6 +469,41 @@ def _one_of(s: Section, key: str, allowed: tuple[str, ...]) -> str:
         s.problem(key, f"must be {' or '.join(allowed)}, got {value!r}")
         return allowed[0]
     return value
+
+
+def _notify(top: Section) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    urls = top.texts("notify") or []
+    if urls:
+        from .notify import url_problem  # Apprise is imported only by configs that notify
+
+        for i, url in enumerate(urls):
+            if (problem := url_problem(url)) is not None:
+                top.problems.add(f"notify[{i}]", problem)  # never the URL itself: it holds secrets
+    outcomes = top.texts("notify_on")
+    for i, outcome in enumerate(outcomes or []):
+        if outcome not in OUTCOMES:
+            top.problems.add(f"notify_on[{i}]", f"must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+    return tuple(urls), DEFAULT_NOTIFY_ON if outcomes is None else tuple(outcomes)
+
+
+def pushgateway_problem(url: str) -> str | None:
+    """A problem with a Pushgateway URL, or None; the URL is shown only when it holds no credentials."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are not supported (put an authenticating proxy in front on loopback)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL like http://pushgateway:9091, got {url!r}"
+    return None
+
+
+def _metrics(s: Section) -> MetricsOptions:
+    opts = MetricsOptions(file=s.text("file"), job=s.text("job"), pushgateway=s.text("pushgateway"))
+    if opts.job is not None and not opts.job.strip():
+        s.problems.add(_join(s.path, "job"), "must not be empty")
+    if opts.pushgateway is not None and (problem := pushgateway_problem(opts.pushgateway)) is not None:
+        s.problems.add(_join(s.path, "pushgateway"), problem)
+    s.finish()
+    return opts
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:

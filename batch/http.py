@@ -11,7 +11,9 @@ import math
 import re
 import socket
 import ssl
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -304,6 +306,7 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         request_id_header: str = "X-Request-Id",
+        answers: Counter[str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = (timeouts.connect, timeouts.read)
@@ -311,6 +314,9 @@ class HttpClient:
         self._limiter = limiter
         self._sleep, self._clock = sleep, clock
         self._request_id_header = request_id_header
+        # Every attempt's answer by status code ("none": no answer), for the run's metrics.
+        self.answers: Counter[str] = Counter() if answers is None else answers
+        self._answers_lock = threading.Lock()
         self._verify: bool | str = ca_bundle or True
         session = requests.Session()  # trust_env stays on: HTTPS_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE work
         # ...except for plain http, which config allows on loopback only (the sandbox): a proxy from HTTP_PROXY
@@ -353,11 +359,13 @@ class HttpClient:
                 resp = self._send(method, self.base_url + path, params=params, json=json, data=data, files=files,
                                   headers=headers, cookies=cookies)
             except NETWORK_ERRORS as e:
+                self._count("none")
                 outcome = classify(error=e, mutating=mutating, session=session)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s -> %s (attempt %d)", method, redact(shown), type(e).__name__, attempt)
                 raise self._network_error(outcome, e, attempt) from e
             elapsed_ms = (self._clock() - started) * 1000
+            self._count(str(resp.status_code))
             reply = Reply(status=resp.status_code, headers=resp.headers, body=resp.content,
                           request_id=resp.headers.get(self._request_id_header, ""), attempts=attempt,
                           elapsed_ms=elapsed_ms, cookies=_cookies(resp))
@@ -391,6 +399,10 @@ class HttpClient:
             reraise=True,
         )
         return retrying(again)
+
+    def _count(self, code: str) -> None:
+        with self._answers_lock:
+            self.answers[code] += 1
 
     def _send(self, method: str, url: str, *, params: Any, json: Any, data: Any, files: Any,
               headers: Mapping[str, str] | None, cookies: Mapping[str, str] | None) -> requests.Response:

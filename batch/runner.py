@@ -79,6 +79,8 @@ class Watch:
     results: Sequence[RowResult] = ()
     total: int = 0
     done: int = 0
+    requests: Counter[str] = field(default_factory=Counter)  # HTTP answers by status code ("none": no answer)
+    report: RunReport | None = None  # once the results are written, also when the run then stops
 
 
 def default_checkpoint_path(input_path: Path) -> Path:
@@ -161,7 +163,8 @@ def run_batch(config: Config, opts: RunOptions, *, clock: Clock = SYSTEM, watch:
             # Settled rows go unrecorded: `report` derives the very same results from their items.
             recorded = results if settled is None else [r for r in results if r.line not in settled.results]
             try:
-                _finish(summary, results, table, output, opts, journal, clock, stopped=stopped, recorded=recorded)
+                watch.report = _finish(summary, results, table, output, opts, journal, clock, stopped=stopped,
+                                       recorded=recorded)
             except OutputError as err:  # the rows were worked: not "nothing was sent" (exit 2)
                 raise ResultsNotWritten(f"{err}; every outcome is in the checkpoint: write the results with "
                                         f"`invite-batch report {checkpoint} -o FILE`") from None
@@ -273,7 +276,7 @@ def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, task
         return None
     stop = _Stop(clock, watch.stop)
     breaker = _Breaker(config.stop_after_consecutive_failures, stop)
-    with _signals(stop), _session(config, journal, clock, stop) as session:
+    with _signals(stop), _session(config, journal, clock, stop, watch.requests) as session:
         try:
             session.open()
         except RunStopped as err:
@@ -297,7 +300,8 @@ def _send(config: Config, opts: RunOptions, journal: Journal, clock: Clock, task
 
 
 @contextlib.contextmanager
-def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop) -> Iterator[Session]:
+def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop,
+             answers: Counter[str]) -> Iterator[Session]:
     """The limiter, the HTTP session and the provider's session; the embedded sandbox too, if asked."""
     with contextlib.ExitStack() as stack:
         if config.embedded:
@@ -309,7 +313,8 @@ def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop) -> Ite
         limiter = RateLimiter(config.limits.rate, clock=clock.monotonic, sleep=stop.sleep)
         http = HttpClient(config.base_url, timeouts=config.limits.timeout, retry=config.retry, limiter=limiter,
                           workers=config.limits.workers, ca_bundle=config.ca_bundle, sleep=stop.sleep,
-                          clock=clock.monotonic, request_id_header=config.profile.request_id_header)
+                          clock=clock.monotonic, request_id_header=config.profile.request_id_header,
+                          answers=answers)
         stack.callback(http.close)
         yield config.profile.session(config, http, journal, clock, stop.is_set)
 

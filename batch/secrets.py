@@ -14,15 +14,29 @@ SECRET_KEYS = ("password", "token")
 
 
 def literal_secrets(path: Path) -> list[str]:
-    """Keys under `auth` whose value is written out rather than taken from ${VAR}."""
+    """Keys under `auth`, and notification URLs with secrets, written out rather than taken from ${VAR}."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
-    auth = data.get("auth") if isinstance(data, dict) else None
-    if not isinstance(auth, dict):
+    if not isinstance(data, dict):
         return []
-    return [f"auth.{k}" for k in SECRET_KEYS if isinstance(auth.get(k), str | int) and "${" not in str(auth[k])]
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        auth = {}
+    found = [f"auth.{k}" for k in SECRET_KEYS if isinstance(auth.get(k), str | int) and "${" not in str(auth[k])]
+    return found + _literal_notify_urls(data.get("notify"))
+
+
+def _literal_notify_urls(notify: object) -> list[str]:
+    """`notify[N]` for each notification URL written out with a token or password in it."""
+    urls = [notify] if isinstance(notify, str) else notify if isinstance(notify, list) else []
+    literal = [(i, u) for i, u in enumerate(urls) if isinstance(u, str) and "${" not in u]
+    if not literal:
+        return []
+    from .notify import has_secret  # Apprise knows which parts of a URL are secret
+
+    return [f"notify[{i}]" for i, url in literal if has_secret(url)]
 
 
 def warn_if_exposed(path: Path) -> bool:
