@@ -1,4 +1,4 @@
-"""The page's jobs: one folder per uploaded spreadsheet in the workdir, run by the very same `run_batch` as the CLI.
+"""The page's jobs: one folder per uploaded spreadsheet in the workdir, run by the very same `run_and_tell` as the CLI.
 
 A job folder holds `input.<ext>` (the upload, under a name we choose), the checkpoint and the results that
 `run_batch` puts next to it, and `job.json` (the original file name for display, the configuration's name,
@@ -26,7 +26,8 @@ from ..errors import CheckpointLockedError, InviteBatchError, RunStopped
 from ..logs import redact
 from ..model import RowResult, Status
 from ..results import default_output_path
-from ..runner import RunOptions, Watch, run_batch
+from ..runner import RunOptions, Watch
+from ..tell import run_and_tell
 
 log = logging.getLogger("batch.ui")
 
@@ -209,7 +210,7 @@ class Jobs:
         opts = RunOptions(input=job.input, dry_run=dry_run)
         phase, message, code = (Phase.VALIDATED if dry_run else Phase.FINISHED), "", 0
         try:
-            code = run_batch(config, opts, watch=job.watch).exit_code
+            code = run_and_tell(config, opts, watch=job.watch).exit_code  # notifies and publishes metrics as `run` does
         except RunStopped as err:
             phase, message, code = Phase.STOPPED, redact(str(err)), err.exit_code
         except InviteBatchError as err:
