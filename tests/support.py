@@ -7,7 +7,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +83,113 @@ def sandbox_process(*options: str) -> Iterator[str]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # FakeClock's default start
+
+
+class FakeClock:
+    """`batch.clock.Clock` for tests: time moves only when threads wait, so no test sleeps for real.
+
+    Several threads share one schedule, a small discrete-event simulation, so rate windows stay exact:
+
+    * a wait registers its deadline (now + seconds) and blocks;
+    * time moves only when every participant is waiting, and then only to the earliest deadline, whose
+      thread wakes (several waits at once end at their own deadlines: two 50 ms waits take 50 ms, not 100);
+    * while any participant is working (a request on the wire, a journal write) time stands still, so a
+      request the limiter lets go at t reaches the sandbox's ledger (on this clock) stamped t, and the
+      windows the ledger counts are the windows the limiter kept, without the scheduler's jitter;
+    * a participant is a live thread named `worker-*` (the runner's workers; name test threads alike) that
+      has read this clock, or any thread while it waits; a thread that ends drops out;
+    * a set event ends a wait at once (a stop), without moving time.
+
+    A participant blocked elsewhere (on a lock a waiting thread holds) would stall the schedule: after
+    `grace` real seconds of that, time moves anyway. `waits` records every wait asked for, in order;
+    `tick` moves time by that much at each `now()` reading (journals that need distinct stamps);
+    `zero_waits=False` fails a wait of zero or less, a limiter that would busy-spin.
+    """
+
+    POLL_S = 0.002  # how often a blocked waiter looks at its event and at participants that ended
+
+    def __init__(self, start: datetime = T0, *, tick: float = 0.0, grace: float = 1.0,
+                 zero_waits: bool = True, workers: str = "worker-") -> None:
+        self._start, self._tick, self._grace = start, tick, grace
+        self._zero_waits, self._prefix = zero_waits, workers
+        self._t = 0.0  # seconds since `start`
+        self._cond = threading.Condition()
+        self._waiting: dict[int, tuple[float, threading.Event]] = {}  # thread id → (deadline, its event)
+        self._participants: dict[int, threading.Thread] = {}
+        self._never = threading.Event()
+        self.waits: list[float] = []
+
+    # -- Clock
+    def now(self) -> datetime:
+        with self._cond:
+            self._join()
+            self._t += self._tick
+            return self._start + timedelta(seconds=self._t)
+
+    def monotonic(self) -> float:
+        with self._cond:
+            self._join()
+            return 1000.0 + self._t
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        with self._cond:
+            assert self._zero_waits or seconds > 0, f"a wait of {seconds} s: the caller would busy-spin"
+            self._join()
+            self.waits.append(seconds)
+            if event.is_set():
+                return True
+            me, deadline = threading.get_ident(), self._t + max(seconds, 0.0)
+            self._waiting[me] = (deadline, event)
+            stalled = time.monotonic()  # real time, only to notice a stalled schedule
+            try:
+                while True:
+                    if event.is_set():
+                        return True
+                    if self._t >= deadline:
+                        return False
+                    if self._may_move() or time.monotonic() - stalled > self._grace:
+                        self._t = max(self._t, min(d for d, _ in self._waiting.values() if d > self._t))
+                        stalled = time.monotonic()
+                        self._cond.notify_all()
+                    else:
+                        self._cond.wait(self.POLL_S)
+            finally:
+                del self._waiting[me]
+                self._cond.notify_all()
+
+    # -- for tests
+    def sleep(self, seconds: float) -> None:
+        """A wait nothing interrupts: the `sleep` of RateLimiter and HttpClient."""
+        self.wait(self._never, seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Move time by hand (an idle session expiring, a Retry-After date passing)."""
+        with self._cond:
+            self._t += seconds
+            self._cond.notify_all()
+
+    @property
+    def elapsed(self) -> float:
+        """Fake seconds since the start."""
+        with self._cond:
+            return self._t
+
+    # -- the schedule; the condition's lock held
+    def _join(self) -> None:
+        thread = threading.current_thread()
+        if thread.name.startswith(self._prefix):
+            self._participants[thread.ident or 0] = thread
+
+    def _may_move(self) -> bool:
+        """Every participant waits and none is due to wake (a due thread runs before time moves on)."""
+        if any(d <= self._t or e.is_set() for d, e in self._waiting.values()):
+            return False
+        for ident, thread in list(self._participants.items()):
+            if not thread.is_alive():
+                del self._participants[ident]
+            elif ident not in self._waiting:
+                return False
+        return True
