@@ -103,15 +103,16 @@ class FakeClock:
       has read this clock, or any thread while it waits; a thread that ends drops out;
     * a set event ends a wait at once (a stop), without moving time.
 
-    A participant blocked elsewhere (on a lock a waiting thread holds) would stall the schedule: after
-    `grace` real seconds of that, time moves anyway. `waits` records every wait asked for, in order;
+    A participant blocked elsewhere (on a lock a waiting thread holds, as workers wait for EDIN's re-login)
+    would stall the schedule: after `grace` real seconds of that, time moves anyway and `stalls` counts it.
+    `grace` is long against a request on loopback (a few ms), so a request in flight does not see time move. `waits` records every wait asked for, in order;
     `tick` moves time by that much at each `now()` reading (journals that need distinct stamps);
     `zero_waits=False` fails a wait of zero or less, a limiter that would busy-spin.
     """
 
     POLL_S = 0.002  # how often a blocked waiter looks at its event and at participants that ended
 
-    def __init__(self, start: datetime = T0, *, tick: float = 0.0, grace: float = 1.0,
+    def __init__(self, start: datetime = T0, *, tick: float = 0.0, grace: float = 0.25,
                  zero_waits: bool = True, workers: str = "worker-") -> None:
         self._start, self._tick, self._grace = start, tick, grace
         self._zero_waits, self._prefix = zero_waits, workers
@@ -121,6 +122,7 @@ class FakeClock:
         self._participants: dict[int, threading.Thread] = {}
         self._never = threading.Event()
         self.waits: list[float] = []
+        self.stalls = 0  # times the schedule moved on after `grace` (see above)
 
     # -- Clock
     def now(self) -> datetime:
@@ -151,6 +153,8 @@ class FakeClock:
                     if self._t >= deadline:
                         return False
                     if self._may_move() or time.monotonic() - stalled > self._grace:
+                        if not self._may_move():
+                            self.stalls += 1
                         self._t = max(self._t, min(d for d, _ in self._waiting.values() if d > self._t))
                         stalled = time.monotonic()
                         self._cond.notify_all()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,13 @@ import openpyxl
 import pytest
 import xlsxwriter
 from stdnum.ua import edrpou
-from support import write_config
+from support import FakeClock, write_config
 
 from batch.cli import main
+from batch.config import load_config
+from batch.runner import RunOptions, run_batch
 from batch.sandbox import SandboxServer
+from batch.sandbox.wire import Request, Response
 
 EDIN_HEADERS = ["ЄДРПОУ", "Назва", "Email"]
 
@@ -75,6 +76,11 @@ def partners_by_code(server: SandboxServer) -> dict[str, dict[str, Any]]:
 
 def run(*args: str | Path) -> int:
     return main([str(a) for a in args])
+
+
+def run_on(clock: FakeClock, inp: Path, cfg: Path) -> int:
+    """`invite-batch run INPUT -c CONFIG`, in-process on `clock`: the exit code."""
+    return run_batch(load_config(cfg), RunOptions(input=inp), clock=clock).exit_code
 
 
 @pytest.fixture
@@ -186,14 +192,18 @@ def test_transient_faults_are_retried_and_nothing_is_sent_twice(
 
 
 def test_retry_after_is_honoured(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
-    server = sandbox_factory(rate_limit="3/s")
+    clock = FakeClock()
+    server = sandbox_factory(rate_limit="3/s", clock=clock.monotonic)
     inp = write_csv(tmp_path / "s.csv", ["email"], [[f"r{i}@shops.example"] for i in range(9)])
     cfg = write_config(tmp_path / "c.yaml", server.url, "invoicebox", retry={"attempts": 8, "max_retry_after": 5})
-    assert run("run", inp, "-c", cfg) == 0
+    assert run_on(clock, inp, cfg) == 0
     ledger = server.ledger()
     # Without honouring Retry-After (1 s) the fast retry policy (≤ 0.05 s) would burn 8 tries a row in 429s.
-    assert ledger["responses"].get("429", 0) <= 6
+    throttled = ledger["responses"].get("429", 0)
+    assert throttled <= 6
     assert ledger["responses"]["200"] == 9
+    # Each 429 was followed by a wait of at least its Retry-After, on the clock the sandbox counts with.
+    assert len([w for w in clock.waits if w >= 1.0]) >= throttled
 
 
 def test_provider_refusal_is_failed_with_its_code(tmp_path: Path, sandbox: SandboxServer) -> None:
@@ -205,27 +215,29 @@ def test_provider_refusal_is_failed_with_its_code(tmp_path: Path, sandbox: Sandb
     assert row["detail"].startswith("HTTP 404 not_found: ") and row["attempts"] == 1
 
 
-def test_session_expiry_mid_run_logs_in_again(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
-    offset = [0.0]
-    server = sandbox_factory(session_idle=600, clock=lambda: time.monotonic() + offset[0])
+def test_session_expiry_mid_run_logs_in_again(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker that logs in again holds the client's lock through its waits and the other worker waits for
+    # that lock, not on the clock: a stalled schedule, which moves on after `grace` (no window is judged here).
+    clock = FakeClock(grace=0.02)
+    server = sandbox_factory(session_idle=600, clock=clock.monotonic)
     codes = [code(6000000 + i) for i in range(12)]
     inp = write_xlsx(tmp_path / "p.xlsx", EDIN_HEADERS, [[c, f"N{i}", f"n{i}@firm.ua"] for i, c in enumerate(codes)])
     cfg = write_config(tmp_path / "c.yaml", server.url, limits={"workers": 2, "rate": ["40/s"]})
+    handle, invitations = server.app.handle, []
 
-    def expire_after_three_invitations() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if server.ledger()["calls"].get("POST /bdoc/partner/invitation", 0) >= 3:
-                offset[0] = 700.0  # eleven idle minutes pass at once for the sandbox
-                return
-            time.sleep(0.005)
+    def expire_after_three_invitations(req: Request) -> Response | None:
+        answer = handle(req)
+        if f"{req.method} {req.path}" == "POST /bdoc/partner/invitation":
+            invitations.append(req.path)
+            if len(invitations) == 3:
+                clock.advance(700.0)  # eleven idle minutes pass at once, for the sandbox and for us
+        return answer
 
-    jumper = threading.Thread(target=expire_after_three_invitations)
-    jumper.start()
-    assert run("run", inp, "-c", cfg) == 0
-    jumper.join()
+    monkeypatch.setattr(server.app, "handle", expire_after_three_invitations)
+    assert run_on(clock, inp, cfg) == 0
     ledger = server.ledger()
-    assert offset[0] == 700.0
+    assert clock.elapsed >= 700.0
     assert ledger["edin"]["logins"] == 2
     assert ledger["responses"].get("401", 0) >= 1
     assert all(partners_by_code(server)[c]["invitations"] == 1 for c in codes)
@@ -257,12 +269,16 @@ def test_unmarked_rows_are_marked_on_the_next_run(tmp_path: Path, sandbox: Sandb
     assert sandbox.ledger()["calls"]["POST /bdoc/partner/status"] == 1
 
 
-def test_limiter_never_exceeds_any_window(tmp_path: Path, sandbox: SandboxServer) -> None:
+def test_limiter_never_exceeds_any_window(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
+    clock = FakeClock()  # the run's workers and the sandbox's ledger share it: windows without scheduler jitter
+    server = sandbox_factory(clock=clock.monotonic)
     inp = write_csv(tmp_path / "s.csv", ["email"], [[f"w{i}@shops.example"] for i in range(30)])
-    cfg = write_config(tmp_path / "c.yaml", sandbox.url, "invoicebox", limits={"workers": 6, "rate": ["10/s", "25/3s"]})
-    assert run("run", inp, "-c", cfg) == 0
-    assert sandbox.ledger()["max_requests_per_second"] <= 10
-    assert sandbox.ledger(window=3)["max_requests_per_window"] <= 25
+    cfg = write_config(tmp_path / "c.yaml", server.url, "invoicebox", limits={"workers": 6, "rate": ["10/s", "25/3s"]})
+    assert run_on(clock, inp, cfg) == 0
+    assert server.ledger()["requests"] == 30
+    assert server.ledger()["max_requests_per_second"] <= 10
+    assert server.ledger(window=3)["max_requests_per_window"] <= 25
+    assert clock.elapsed >= 3.0  # 30 requests under 25/3s cannot all go within one 3-second window
 
 
 def test_circuit_breaker_stops_the_run(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
