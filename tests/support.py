@@ -105,9 +105,11 @@ class FakeClock:
 
     A participant blocked elsewhere (on a lock a waiting thread holds, as workers wait for EDIN's re-login)
     would stall the schedule: after `grace` real seconds of that, time moves anyway and `stalls` counts it.
-    `grace` is long against a request on loopback (a few ms), so a request in flight does not see time move. `waits` records every wait asked for, in order;
-    `tick` moves time by that much at each `now()` reading (journals that need distinct stamps);
-    `zero_waits=False` fails a wait of zero or less, a limiter that would busy-spin.
+    `grace` is long against a request on loopback (a few ms), so a request in flight does not see time move.
+
+    `waits` records every wait asked for, in order; `advance` moves time by hand; `tick` moves it at each
+    `now()` reading (journals that need distinct stamps); `zero_waits=False` fails a wait of zero or less,
+    which would spin for ever on a clock that only waits move.
     """
 
     POLL_S = 0.002  # how often a blocked waiter looks at its event and at participants that ended

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support import FakeClock
 
 from batch.checkpoint import (
     IN_FLIGHT_DETAIL,
@@ -31,6 +32,7 @@ from batch.report import report_results
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 HEADERS = ["code", "name"]
+Now = Callable[[], datetime]  # the journal's clock
 
 
 def report(journal: Journal) -> tuple[list[str], list[RowResult]]:
@@ -39,29 +41,19 @@ def report(journal: Journal) -> tuple[list[str], list[RowResult]]:
     return headers, report_results(rows, rows_run)
 
 
-class FakeClock:
-    """A clock that moves one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "partners.checkpoint.sqlite"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Now:
+    """The journal's clock: one second on per reading, so every stamp differs."""
+    return FakeClock(T0, tick=1.0).now
 
 
 @pytest.fixture
-def journal(path: Path, clock: FakeClock) -> Iterator[Journal]:
+def journal(path: Path, clock: Now) -> Iterator[Journal]:
     with Journal.open(path, clock=clock) as j:
         start(j)
         yield j
@@ -213,7 +205,7 @@ def test_a_failed_write_leaves_no_transaction_open(journal: Journal) -> None:
     assert item is not None and item.state is ItemState.SENT
 
 
-def test_everything_survives_a_reopen(path: Path, clock: FakeClock) -> None:
+def test_everything_survives_a_reopen(path: Path, clock: Now) -> None:
     with Journal.open(path, clock=clock) as j:
         start(j)
         j.begin(Identity("p1"), step="invite", partner_id="1")
@@ -435,7 +427,7 @@ def test_kill_9_leaves_the_in_flight_item_and_a_free_lock(path: Path) -> None:
 
 # ── set_aside (--fresh) ─────────────────────────────────────────────────────────────────────────
 
-def test_set_aside_renames_with_a_timestamp(path: Path, clock: FakeClock) -> None:
+def test_set_aside_renames_with_a_timestamp(path: Path, clock: Now) -> None:
     assert set_aside(path, clock=clock) is None
     with Journal.open(path) as j:
         start(j)
@@ -465,7 +457,7 @@ def test_set_aside_keeps_what_a_killed_run_left_in_the_wal(path: Path) -> None:
 
 # ── runs, report and status ─────────────────────────────────────────────────────────────────────
 
-def test_start_run_tells_whether_the_input_changed_since_the_last_real_run(path: Path, clock: FakeClock) -> None:
+def test_start_run_tells_whether_the_input_changed_since_the_last_real_run(path: Path, clock: Now) -> None:
     with Journal.open(path, clock=clock) as j:
         first = j.start_run(input_path="a.csv", input_sha256="s1", config_fingerprint="c1", provider="edin",
                             action="invite", headers=HEADERS)
@@ -514,7 +506,7 @@ def test_save_rows_needs_a_run_and_replaces_the_snapshot(path: Path) -> None:
     assert [(r.line, r.cells, r.status) for r in results] == [(2, ("2", "b"), Status.PENDING)]
 
 
-def test_report_overlays_item_states_on_recorded_results(path: Path, clock: FakeClock) -> None:
+def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Now) -> None:
     with Journal.open(path, clock=clock) as j:  # an earlier run sent p-old
         start(j)
         j.finish(Identity("p-old"), state=ItemState.SENT, invitation_id="i0", marked="yes")
@@ -567,7 +559,7 @@ def test_report_overlays_item_states_on_recorded_results(path: Path, clock: Fake
     assert by_line[5].cells == ("2", "again")
 
 
-def test_status_counts_items_and_lists_runs(path: Path, clock: FakeClock) -> None:
+def test_status_counts_items_and_lists_runs(path: Path, clock: Now) -> None:
     with Journal.open(path, clock=clock) as j:
         start(j, "s1")
         j.save_rows([(2, "a", ("1", "a")), (3, None, ("", ""))], "k")

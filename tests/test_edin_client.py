@@ -14,6 +14,7 @@ import requests
 import responses
 import urllib3.exceptions as u3
 from requests import PreparedRequest
+from support import FakeClock
 
 from batch.config import RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, AuthError, RetriableAPIError
@@ -390,16 +391,6 @@ def test_logout(edin: EdinClient, fake: FakeEdin) -> None:
 DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-password"
 
 
-class Clock:
-    """A hand-moved clock for the sandbox, so session idleness needs no sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _sandbox_client(url: str, sleeps: list[float], *, email: str = DEMO_EMAIL,
                     password: str = DEMO_PASSWORD) -> tuple[HttpClient, EdinClient]:
     http = HttpClient(url, timeouts=Timeouts(connect=2, read=5), retry=RetryPolicy(attempts=4), limiter=None,
@@ -434,12 +425,12 @@ def test_sandbox_whole_flow(sandbox: Any, sleeps: list[float]) -> None:
 
 
 def test_sandbox_session_expiry_relogs_in(sandbox_factory: Any, sleeps: list[float]) -> None:
-    clock = Clock()
-    server = sandbox_factory(session_idle=600, clock=clock)
+    clock = FakeClock()  # moved by hand: session idleness needs no sleeping
+    server = sandbox_factory(session_idle=600, clock=clock.monotonic)
     http, client = _sandbox_client(server.url, sleeps)
     try:
         partner = client.create_partner(code="87654321", name="Firm", email="firm@example.com")
-        clock.now += 601  # ten minutes without requests: EDIN forgets the SID
+        clock.advance(601)  # ten minutes without requests: EDIN forgets the SID
         client.send_invitation(partner.partner_id, owner_company_id=77)
         ledger = server.ledger()
         assert ledger["edin"]["logins"] == 2

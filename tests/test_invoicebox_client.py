@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from support import FakeClock
 
 from batch.config import RateWindow, RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, FatalAPIError, RetriableAPIError
@@ -135,21 +136,6 @@ def test_timeout_after_sending_is_ambiguous(ib: InvoiceboxClient, mocked: respon
 
 # ------------------------------------------------------------------ against the real sandbox
 
-class FakeTime:
-    """Our side's clock and sleep: waits are recorded and only move this clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _client(url: str, sleep: Any, *, token: str = "sandbox-token", attempts: int = 3,
             limiter: RateLimiter | None = None) -> tuple[HttpClient, InvoiceboxClient]:
     http = HttpClient(url, timeouts=Timeouts(connect=2, read=5), retry=RetryPolicy(attempts=attempts),
@@ -183,9 +169,9 @@ def test_sandbox_wrong_token(sandbox: Any) -> None:
 
 def test_sandbox_429_storm_honours_retry_after(sandbox_factory: Any) -> None:
     server = sandbox_factory(throttle_rate=0.5, seed=3)  # 12 tries, all throttled: 1 in 4,096 a row
-    ft = FakeTime()
-    limiter = RateLimiter([RateWindow(limit=50, seconds=1.0)], clock=ft.clock, sleep=ft.sleep)
-    http, ib = _client(server.url, ft.sleep, attempts=12, limiter=limiter)
+    clock = FakeClock()  # our side's: waits are recorded and only move it
+    limiter = RateLimiter([RateWindow(limit=50, seconds=1.0)], clock=clock.monotonic, sleep=clock.sleep)
+    http, ib = _client(server.url, clock.sleep, attempts=12, limiter=limiter)
     emails = [f"shop{i}@example.com" for i in range(20)]
     try:
         for email in emails:
@@ -198,7 +184,7 @@ def test_sandbox_429_storm_honours_retry_after(sandbox_factory: Any) -> None:
     # Every invitation arrived exactly once: a 429 is "not processed", so repeating was safe.
     assert ledger["invoicebox"]["emails"] == {e: {"invitations": 1} for e in emails}
     # The sandbox says Retry-After: 1; each retry waited at least that (in the limiter's pause or ours).
-    assert len([s for s in ft.sleeps if s >= 1.0]) >= throttled
+    assert len([s for s in clock.waits if s >= 1.0]) >= throttled
     assert limiter.factor < 1.0
 
 
