@@ -30,6 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.wait import wait_random_exponential
 
 from . import __version__
+from .clock import SYSTEM
 from .config import RetryPolicy, Timeouts
 from .errors import (
     AmbiguousAPIError,
@@ -193,8 +194,9 @@ def describe_error(error: BaseException) -> str:
     return what if name in ("ConnectTimeout", "ReadTimeout") else f"{what} ({name})"
 
 
-def parse_retry_after(value: str | None, *, date: str | None = None) -> float | None:
-    """Seconds to wait from a Retry-After of delta-seconds or an HTTP-date (against the answer's Date)."""
+def parse_retry_after(value: str | None, *, date: str | None = None,
+                      now: Callable[[], datetime] = SYSTEM.now) -> float | None:
+    """Seconds to wait from a Retry-After of delta-seconds or an HTTP-date (against the answer's Date, or `now`)."""
     if not value:
         return None
     value = value.strip()
@@ -209,7 +211,7 @@ def parse_retry_after(value: str | None, *, date: str | None = None) -> float | 
         return None
     # Measured against the server's own Date header when present, so clock skew between us cancels out.
     ref = _http_date(date) if date else None
-    return max(0.0, (when - (ref or datetime.now(UTC))).total_seconds())
+    return max(0.0, (when - (ref or now())).total_seconds())
 
 
 def _http_date(value: str) -> datetime | None:
@@ -305,6 +307,7 @@ class HttpClient:
         user_agent: str = f"invite-batch/{__version__}",
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = SYSTEM.now,
         request_id_header: str = "X-Request-Id",
         answers: Counter[str] | None = None,
     ) -> None:
@@ -312,7 +315,7 @@ class HttpClient:
         self._timeout = (timeouts.connect, timeouts.read)
         self._retry = retry
         self._limiter = limiter
-        self._sleep, self._clock = sleep, clock
+        self._sleep, self._clock, self._now = sleep, clock, now  # `now`: a Retry-After date without a Date header
         self._request_id_header = request_id_header
         # Every attempt's answer by status code ("none": no answer), for the run's metrics.
         self.answers: Counter[str] = Counter() if answers is None else answers
@@ -444,7 +447,8 @@ class HttpClient:
         kw: dict[str, Any] = {"http_status": reply.status, "code": code, "request_id": reply.request_id or None,
                               "response": reply, "attempts": reply.attempts}
         if outcome is Outcome.RETRIABLE:
-            retry_after = parse_retry_after(reply.headers.get("Retry-After"), date=reply.headers.get("Date"))
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), date=reply.headers.get("Date"),
+                                            now=self._now)
             if reply.status == 429 and self._limiter is not None:
                 capped = None if retry_after is None else min(retry_after, self._retry.max_retry_after)
                 self._limiter.throttled(capped)

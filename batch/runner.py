@@ -313,7 +313,7 @@ def _session(config: Config, journal: Journal, clock: Clock, stop: _Stop,
         limiter = RateLimiter(config.limits.rate, clock=clock.monotonic, sleep=stop.sleep)
         http = HttpClient(config.base_url, timeouts=config.limits.timeout, retry=config.retry, limiter=limiter,
                           workers=config.limits.workers, ca_bundle=config.ca_bundle, sleep=stop.sleep,
-                          clock=clock.monotonic, request_id_header=config.profile.request_id_header,
+                          clock=clock.monotonic, now=clock.now, request_id_header=config.profile.request_id_header,
                           answers=answers)
         stack.callback(http.close)
         yield config.profile.session(config, http, journal, clock, stop.is_set)

@@ -6,12 +6,14 @@ import http.client
 import logging
 import ssl
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 import responses
 import urllib3.exceptions as u3
+from support import FakeClock
 
 from batch.config import RetryPolicy, Timeouts
 from batch.errors import AmbiguousAPIError, FatalAPIError, Interrupted, RetriableAPIError, SessionExpiredError
@@ -167,6 +169,7 @@ def test_classify_needs_something() -> None:
 # ------------------------------------------------------------------ Retry-After and error bodies
 
 DATE = "Wed, 21 Oct 2026 07:28:00 GMT"
+AT_DATE = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)  # the moment DATE names
 
 
 @pytest.mark.parametrize(
@@ -191,6 +194,19 @@ def test_parse_retry_after(value: str | None, date: str | None, expected: float 
 def test_retry_after_date_without_date_header_uses_now() -> None:
     got = parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT")
     assert got is not None and got > 365 * 24 * 3600
+    assert parse_retry_after("Wed, 21 Oct 2026 07:28:45 GMT", now=FakeClock(AT_DATE).now) == 45.0
+
+
+def test_retry_after_http_date_without_date_header_waits_until_then(mocked: responses.RequestsMock) -> None:
+    """Without a Date header the wait is measured on the client's clock: the run's one clock, injected."""
+    clock = FakeClock(AT_DATE)
+    client = HttpClient(BASE, timeouts=Timeouts(), retry=RetryPolicy(attempts=3, initial_wait=0.5), limiter=None,
+                        workers=1, sleep=clock.sleep, clock=clock.monotonic, now=clock.now)
+    mocked.get(URL, status=503, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:45 GMT"})
+    mocked.get(URL, status=200)
+    assert client.request("GET", "/v1/thing", mutating=False).attempts == 2
+    client.close()
+    assert clock.waits == [45.0] and clock.elapsed == 45.0
 
 
 @pytest.mark.parametrize(
