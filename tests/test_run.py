@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from support import FakeClock, write_config
 
 from batch.cli import main
 from batch.config import load_config
+from batch.errors import Interrupted
 from batch.runner import RunOptions, run_batch
 from batch.sandbox import SandboxServer
 from batch.sandbox.wire import Request, Response
@@ -177,12 +181,13 @@ def test_mark_only_job_marks_and_never_invites_or_creates(
 ], ids=["429-storm", "5xx-then-success"])
 def test_transient_faults_are_retried_and_nothing_is_sent_twice(
         tmp_path: Path, sandbox_factory: Callable[..., SandboxServer], faults: dict[str, Any], code_seen: str) -> None:
-    server = sandbox_factory(**faults)
+    clock = FakeClock()
+    server = sandbox_factory(clock=clock.monotonic, **faults)
     emails = [f"s{i}@shops.example" for i in range(24)]
     inp = write_csv(tmp_path / "s.csv", ["email"], [[e] for e in emails])
     # Retry-After (1 s) capped to 0.05 s keeps the storm short; honouring it is tested on its own below.
     cfg = write_config(tmp_path / "c.yaml", server.url, "invoicebox", retry={"attempts": 12, "max_retry_after": 0.05})
-    assert run("run", inp, "-c", cfg) == 0
+    assert run_on(clock, inp, cfg) == 0
     out = results_csv(tmp_path / "s.results.csv")
     assert {r["status"] for r in out} == {"sent"}
     assert any(int(r["attempts"]) > 1 for r in out)
@@ -204,6 +209,40 @@ def test_retry_after_is_honoured(tmp_path: Path, sandbox_factory: Callable[..., 
     assert ledger["responses"]["200"] == 9
     # Each 429 was followed by a wait of at least its Retry-After, on the clock the sandbox counts with.
     assert len([w for w in clock.waits if w >= 1.0]) >= throttled
+
+
+class SignalDuringLongWaits(FakeClock):
+    """Sends this process SIGTERM when a wait of 30 s or more begins, and holds the time until the stop is set."""
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if seconds >= 30 and not event.is_set():
+            holding = threading.Event()
+
+            def hold() -> None:  # a busy worker: the time cannot move past the wait before the signal lands
+                self.monotonic()
+                holding.set()
+                event.wait(10)
+
+            threading.Thread(target=hold, name="worker-holding-the-time").start()
+            holding.wait(10)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().wait(event, seconds)
+
+
+def test_a_stop_ends_a_retry_wait_at_once(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
+    """SIGTERM while a worker sits out a 30 s Retry-After: the wait ends at once, the rest stays pending (exit 3)."""
+    clock = SignalDuringLongWaits()
+    server = sandbox_factory(rate_limit="1/30s", clock=clock.monotonic)  # the second invitation: 429, Retry-After 30
+    emails = [f"t{i}@shops.example" for i in range(3)]
+    inp = write_csv(tmp_path / "s.csv", ["email"], [[e] for e in emails])
+    cfg = write_config(tmp_path / "c.yaml", server.url, "invoicebox", limits={"workers": 1, "rate": []},
+                       retry={"attempts": 4, "max_retry_after": 60})
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        run_on(clock, inp, cfg)
+    assert max(clock.waits) >= 30.0  # the wait the 429 asked for...
+    assert clock.elapsed < 1.0  # ...ended at once
+    assert [r["status"] for r in results_csv(tmp_path / "s.results.csv")] == ["sent", "pending", "pending"]
+    assert server.ledger()["responses"] == {"200": 1, "429": 1}
 
 
 def test_provider_refusal_is_failed_with_its_code(tmp_path: Path, sandbox: SandboxServer) -> None:
