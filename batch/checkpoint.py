@@ -588,6 +588,14 @@ class Journal:
             "ON CONFLICT (identity) DO UPDATE SET partner_id = :partner_id, updated_at = :now",
             {"identity": identity.key, "scope": identity.scope, "partner_id": partner_id, "now": self._now()})
 
+    def record_invitation(self, identity: Identity, invitation_id: str) -> None:
+        """Commit the id an asynchronous invitation was answered with (Diadoc's TaskId) while its item stays in
+        flight, so a crash before the outcome is settled by asking about that id, not by sending again."""
+        if not invitation_id:
+            raise ValueError("record_invitation needs an invitation id")
+        self._write_one("UPDATE items SET invitation_id = :invitation_id, updated_at = :now WHERE identity = :identity",
+                        {"identity": identity.key, "invitation_id": invitation_id, "now": self._now()})
+
     def finish(self, identity: Identity, *, state: ItemState, detail: str = "", partner_id: str = "",
                invitation_id: str = "", http_status: int | None = None, request_id: str = "",
                attempts: int | None = None, sent_at: str = "", marked: str | None = None) -> None:

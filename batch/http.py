@@ -470,6 +470,10 @@ class HttpClient:
         unsent = any(isinstance(e, (*_NOT_SENT, ssl.SSLCertVerificationError)) for e in _causes(error))
         return UnreachableError(f"cannot reach {self.base_url}: {text}{'; nothing was sent' if unsent else ''}")
 
+    def wait(self, seconds: float) -> None:
+        """The run's stop-aware sleep, for a provider's own waits (a task poll's Retry-After)."""
+        self._sleep(seconds)
+
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
