@@ -53,6 +53,10 @@ def write_config(path: Path, url: str, provider: str = "edin", **sections: Any) 
     if provider == "edin":
         data["auth"] = {"email": "demo@example.com", "password": "demo-password"}
         data["invite"] = {"contract_template_id": 5551}
+    elif provider == "diadoc":
+        data["auth"] = {"client_id": "sandbox-client", "client_secret": "sandbox-secret",
+                        "refresh_token": "sandbox-refresh"}
+        data["invite"] = {"result_timeout": 5}
     else:
         data["auth"] = {"token": "sandbox-token"}
         data["invite"] = {"partner_id": IB_PARTNER}
