@@ -10,7 +10,7 @@ import yaml
 
 log = logging.getLogger("batch.config")
 
-SECRET_KEYS = ("password", "token")
+SECRET_KEYS = ("password", "token", "client_secret", "refresh_token")
 
 
 def literal_secrets(path: Path) -> list[str]:

@@ -77,7 +77,7 @@ def test_every_problem_reported_with_its_key_path() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"provider": "ftp"}, "provider: must be one of edin, invoicebox"),
+    ({"provider": "ftp"}, "provider: must be one of diadoc, edin, invoicebox"),
     ({**IBOX, "action": "mark"}, "action: must be invite for invoicebox"),
     ({**IBOX, "invite": {"partner_id": "not-a-uuid"}}, "invite.partner_id: must be a UUID"),
     ({**IBOX, "invite": {"type": "sms"}}, "invite.type: only 'email'"),
@@ -153,6 +153,11 @@ def test_shipped_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(root / "sandbox.yaml").embedded
     assert load_config(root / "edin.example.yaml").invite.contract_template_id == 5551
     assert load_config(root / "invoicebox.example.yaml").provider == "invoicebox"
+    for name in ("DIADOC_CLIENT_ID", "DIADOC_CLIENT_SECRET", "DIADOC_REFRESH_TOKEN"):
+        monkeypatch.setenv(name, "x")
+    assert load_config(root / "diadoc.example.yaml").invite.result_timeout == 120
+    sandbox = load_config(root / "sandbox-diadoc.yaml")
+    assert sandbox.embedded and sandbox.provider == "diadoc" and sandbox.sandbox.task_ms > 0
 
 
 def test_sandbox_partners_path_is_relative_to_the_config(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def tiny_server() -> Iterator[tuple[str, list[str]]]:
 def test_a_provider_from_another_distribution_runs_end_to_end(
         tiny_installed: None, tiny_server: tuple[str, list[str]], tmp_path: Path) -> None:
     url, received = tiny_server
-    assert "tiny" in providers.names() and {"edin", "invoicebox"} <= set(providers.names())
+    assert "tiny" in providers.names() and {"diadoc", "edin", "invoicebox"} <= set(providers.names())
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({"provider": "tiny", "base_url": url, "auth": {"key": "k-secret-123"},
                                    "retry": {"attempts": 2, "initial_wait": 0.01}}), encoding="utf-8")
@@ -175,4 +175,4 @@ def test_a_provider_that_is_not_installed_is_a_config_error(tmp_path: Path, capl
     src = tmp_path / "in.csv"
     src.write_text("login\nann\n", encoding="utf-8")
     assert main(["run", str(src), "-c", str(cfg)]) == 2
-    assert "provider: must be one of edin, invoicebox, got 'tiny'" in caplog.text
+    assert "provider: must be one of diadoc, edin, invoicebox, got 'tiny'" in caplog.text

@@ -435,7 +435,8 @@ def test_results_file_gets_normal_permissions(tmp_path: Path) -> None:
     ("edin", ["partner_id", "code", "name", "email", "contact_person", "phone", "comment", "contract_template_id",
               "owner_company_id"]),
     ("invoicebox", ["email", "partner_id"]),
-], ids=["edin", "invoicebox"])
+    ("diadoc", ["ИНН", "КПП", "Наименование", "Email", "Сообщение"]),
+], ids=["edin", "invoicebox", "diadoc"])
 def test_xlsx_template(tmp_path: Path, provider: str, columns: list[str]) -> None:
     out = tmp_path / "template.xlsx"
     write_template(providers.get(provider), out)
@@ -446,7 +447,7 @@ def test_xlsx_template(tmp_path: Path, provider: str, columns: list[str]) -> Non
     assert ws.max_row == 1
     assert ws.freeze_panes == "A2"
     assert all(c.font.b for c in ws[1])
-    code_or_email = columns.index("code" if provider == "edin" else "email") + 1
+    code_or_email = columns.index({"edin": "code", "invoicebox": "email", "diadoc": "ИНН"}[provider]) + 1
     assert column_dim(ws, code_or_email).number_format == "@"  # typed codes keep their leading zeros
     help_rows = list(wb["Help"].values)
     assert [r[0] for r in help_rows[1:]] == columns
@@ -457,7 +458,8 @@ def test_xlsx_template(tmp_path: Path, provider: str, columns: list[str]) -> Non
 @pytest.mark.parametrize(("provider", "line"), [
     ("edin", "partner_id,code,name,email,contact_person,phone,comment,contract_template_id,owner_company_id"),
     ("invoicebox", "email,partner_id"),
-], ids=["edin", "invoicebox"])
+    ("diadoc", "ИНН,КПП,Наименование,Email,Сообщение"),
+], ids=["edin", "invoicebox", "diadoc"])
 def test_csv_template(tmp_path: Path, provider: str, line: str) -> None:
     out = tmp_path / "template.csv"
     write_template(providers.get(provider), out)
@@ -465,7 +467,7 @@ def test_csv_template(tmp_path: Path, provider: str, line: str) -> None:
 
 
 def test_template_unknown_provider(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(UsageError, match="unknown provider 'sap'; expected one of: edin, invoicebox"):
+    with pytest.raises(UsageError, match="unknown provider 'sap'; expected one of: diadoc, edin, invoicebox"):
         providers.get("sap")
     assert main(["template", "sap", "-o", str(tmp_path / "t.xlsx")]) == 2
     assert "unknown provider 'sap'" in caplog.text
