@@ -28,6 +28,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import xlsxwriter
 import yaml
+from stdnum.ru import inn
 from stdnum.ua import edrpou
 
 from batch.cli import main
@@ -35,6 +36,8 @@ from batch.sandbox import SandboxServer
 
 PASSWORD = "demo-password"  # the sandbox's demo account; a real run reads it from the environment alike
 TOKEN = "sandbox-token"
+CLIENT_SECRET, REFRESH_TOKEN = "sandbox-secret", "sandbox-refresh"  # Diadoc's demo keys
+DIADOC_OPTIONS = {"rotate_refresh": True, "token_ttl": 60, "task_ms": 10}  # every refresh issues a new refresh token
 ROWS = 18
 FAULTS = {"throttle_rate": 0.1, "error_rate": 0.1, "drop_rate": 0.05, "seed": 7}
 FAST_RETRY = {"attempts": 6, "initial_wait": 0.01, "max_wait": 0.05, "max_retry_after": 0.05}
@@ -96,12 +99,35 @@ def _invoicebox_input(folder: Path) -> Path:
     return path
 
 
+def _diadoc_input(folder: Path) -> Path:
+    path = folder / "counterparties.xlsx"
+    stems = [f"7703{n:05d}" for n in range(1, ROWS + 1)]
+    rows = [[s + inn.calc_company_check_digit(s), f"ООО Контрагент {i}", f"edo{i}@kontragent{i}.ru"]
+            for i, s in enumerate(stems)]
+    rows.append(["7703000015", "ООО Ошибка", "bad@bad.ru"])  # wrong check digit: invalid
+    rows.append(list(rows[0]))  # duplicate
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Контрагенты")
+    for r, row in enumerate([["ИНН", "Наименование", "Email"], *rows]):
+        for c, text in enumerate(row):
+            ws.write_string(r, c, text)
+    wb.close()
+    return path
+
+
 def _config(folder: Path, provider: str, url: str) -> Path:
     data: dict[str, object] = {"provider": provider, "base_url": url, "retry": FAST_RETRY,
                                "limits": {"workers": 4, "rate": ["200/s"]}}
     if provider == "edin":
         data["auth"] = {"email": "demo@example.com", "password": "${EDIN_PASSWORD}"}
         data["invite"] = {"contract_template_id": 5551, "status_batch_size": 5}
+    elif provider == "diadoc":
+        refresh = folder.parent / f"{folder.name}.refresh"  # outside the scanned folder: it must hold the token
+        refresh.write_text(REFRESH_TOKEN + "\n", encoding="utf-8")
+        refresh.chmod(0o600)
+        data["auth"] = {"client_id": "sandbox-client", "client_secret": "${DIADOC_CLIENT_SECRET}",
+                        "refresh_token_file": str(refresh)}
+        data["invite"] = {"message": "Приглашаем к обмену документами"}
     else:
         data["auth"] = {"token": "${INVOICEBOX_TOKEN}"}
         data["invite"] = {"partner_id": "01771534-1a57-f184-dee3-ebeb91dded76"}
@@ -113,7 +139,8 @@ def _config(folder: Path, provider: str, url: str) -> Path:
 
 def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
-    env |= {"EDIN_PASSWORD": PASSWORD, "INVOICEBOX_TOKEN": TOKEN, "PYTHONWARNINGS": "error"}
+    env |= {"EDIN_PASSWORD": PASSWORD, "INVOICEBOX_TOKEN": TOKEN, "DIADOC_CLIENT_SECRET": CLIENT_SECRET,
+            "PYTHONWARNINGS": "error"}
     return subprocess.run([sys.executable, "-m", "batch", *args], cwd=folder, env=env, capture_output=True,
                           timeout=60, check=False)
 
@@ -150,12 +177,13 @@ class Audit:
     haystacks: dict[str, bytes] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
     sids: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)  # Diadoc: every access and refresh token issued
 
 
 def _scenario(folder: Path, server: SandboxServer, clock: JumpClock, provider: str, log_format: str) -> Audit:
     """Three runs (a partial one, the rest with an expiring session, a retry of what failed), status, report."""
     audit = Audit(f"{provider}-{log_format}")
-    source = _edin_input(folder) if provider == "edin" else _invoicebox_input(folder)
+    source = {"edin": _edin_input, "invoicebox": _invoicebox_input, "diadoc": _diadoc_input}[provider](folder)
     config, ckpt = _config(folder, provider, server.url).name, "journal.sqlite"
     log = ["-v", "--log-format", log_format]
 
@@ -166,18 +194,19 @@ def _scenario(folder: Path, server: SandboxServer, clock: JumpClock, provider: s
 
     run = ["run", source.name, "-c", config, "--checkpoint", ckpt, "--no-progress", *log]
     cli("first", *run, "--limit", "5", "--summary-json", "first.json")
-    clock.arm(after=40)  # the EDIN session expires half-way through the next run: a second login
+    clock.arm(after=40)  # the EDIN session (Diadoc: the access token) expires half-way through the next run
     cli("second", *run, "--summary-json", "second.json")
     server.configure(throttle_rate=0, error_rate=0, drop_rate=0)
     cli("third", *run, "--retry-failed", "--resend-unknown", "-o", "third.results.csv", "--summary-json", "third.json")
     cli("status", "status", ckpt, *log)
     cli("report", "report", ckpt, "-o", "report.xlsx", *log)
-    audit.ledger, audit.sids = server.ledger(), server.issued_sids()
+    audit.ledger, audit.sids, audit.tokens = server.ledger(), server.issued_sids(), server.issued_tokens()
     audit.haystacks = _haystacks(folder, audit.streams)
     return audit
 
 
-SCENARIOS = [("edin", "text"), ("edin", "json"), ("invoicebox", "text"), ("invoicebox", "json")]
+SCENARIOS = [("edin", "text"), ("edin", "json"), ("invoicebox", "text"), ("invoicebox", "json"),
+             ("diadoc", "text"), ("diadoc", "json")]
 
 
 def test_no_secret_in_anything_a_run_leaves(tmp_path: Path, sandbox_factory: Callable[..., SandboxServer]) -> None:
@@ -186,8 +215,9 @@ def test_no_secret_in_anything_a_run_leaves(tmp_path: Path, sandbox_factory: Cal
         clock = JumpClock()
         folder = tmp_path / f"{provider}-{log_format}"
         folder.mkdir()
-        jobs.append((folder, sandbox_factory(clock=clock, **FAULTS), clock, provider, log_format))
-    with ThreadPoolExecutor(len(jobs)) as pool:  # independent processes and sandboxes: four times faster together
+        options = DIADOC_OPTIONS if provider == "diadoc" else {}
+        jobs.append((folder, sandbox_factory(clock=clock, **FAULTS, **options), clock, provider, log_format))
+    with ThreadPoolExecutor(len(jobs)) as pool:  # independent processes and sandboxes: faster together
         audits = list(pool.map(lambda job: _scenario(*job), jobs))
 
     for audit, (_, _, _, provider, log_format) in zip(audits, jobs, strict=True):
@@ -200,20 +230,26 @@ def test_no_secret_in_anything_a_run_leaves(tmp_path: Path, sandbox_factory: Cal
             assert len(audit.sids) >= 3, where  # first run, second run, the login after the session expired
         else:
             assert audit.sids == [], where
+        if provider == "diadoc":
+            # The two runs that sent, and the renewal after the expiry, each with its rotated refresh token.
+            assert len(audit.tokens) >= 6 and audit.ledger["responses"].get("401", 0) > 0, where
 
         # The scan sees what it should: -v debug lines in the chosen format, the workbook's cells, the checkpoint.
         logs = [line for k, v in audit.streams.items() if k.endswith("stderr") for line in v.splitlines()]
-        call = b"POST /bdoc/auth -> 200" if provider == "edin" else b"POST /v3/notification/api/invite -> 200"
+        call = {"edin": b"POST /bdoc/auth -> 200", "invoicebox": b"POST /v3/notification/api/invite -> 200",
+                "diadoc": b"POST /connect/token -> 200"}[provider]
         assert any(call in line for line in logs), where
         if log_format == "json":
             assert all(json.loads(line)["level"] for line in logs), where
-        marker = ("ТОВ Партнер 3" if provider == "edin" else "shop3@shop3.ru").encode()
+        marker = {"edin": "ТОВ Партнер 3", "invoicebox": "shop3@shop3.ru",
+                  "diadoc": "ООО Контрагент 3"}[provider].encode()
         assert any(name.startswith("report.xlsx!") and marker in data for name, data in audit.haystacks.items())
         names = {"first.json", "second.json", "third.json", "third.results.csv", "report.xlsx", "journal.sqlite",
                  "journal.sqlite (dump)"}
         assert names <= set(audit.haystacks), where
 
-        secrets = [PASSWORD if provider == "edin" else TOKEN, *audit.sids]
+        secrets = {"edin": [PASSWORD], "invoicebox": [TOKEN], "diadoc": [CLIENT_SECRET, REFRESH_TOKEN]}[provider]
+        secrets = [*secrets, *audit.sids, *audit.tokens]
         leaks = sorted({(name, needle.decode()) for name, data in audit.haystacks.items()
                         for needle in _needles(secrets) if needle in data})
         assert leaks == [], audit.name
@@ -229,17 +265,21 @@ def _write(path: Path, data: dict[str, object], mode: int) -> Path:
 
 EDIN = {"provider": "edin", "base_url": "https://doc.edin.ua", "invite": {"contract_template_id": 5551}}
 IBOX = {"provider": "invoicebox", "invite": {"partner_id": "01771534-1a57-f184-dee3-ebeb91dded76"}}
+DIADOC = {"provider": "diadoc", "invite": {}}
 
 
 @pytest.mark.parametrize(("data", "mode", "warned"), [
     ({**EDIN, "auth": {"email": "a@b.ua", "password": "Lit3ral-pa55"}}, 0o644, "auth.password"),
     ({**EDIN, "auth": {"email": "a@b.ua", "password": "Lit3ral-pa55"}}, 0o640, "auth.password"),
     ({**IBOX, "auth": {"token": "Lit3ral-t0ken"}}, 0o604, "auth.token"),
+    ({**DIADOC, "auth": {"client_id": "c", "client_secret": "Lit3ral-s3cret", "refresh_token": "Lit3ral-refr3sh"}},
+     0o644, "auth.client_secret and auth.refresh_token"),
     ({**EDIN, "auth": {"email": "a@b.ua", "password": "Lit3ral-pa55"}}, 0o600, None),
     ({**EDIN, "auth": {"email": "a@b.ua", "password": "${SECRET_PW}"}}, 0o644, None),
     ({**IBOX, "auth": {"token": "${SECRET_TOKEN:-fallback}"}}, 0o644, None),
     ({**EDIN, "base_url": "embedded", "auth": {"email": "demo@example.com", "password": PASSWORD}}, 0o644, None),
-], ids=["world-readable", "group-readable", "token-other-readable", "owner-only", "from-env", "env-default",
+], ids=["world-readable", "group-readable", "token-other-readable", "diadoc-keys", "owner-only", "from-env",
+        "env-default",
         "embedded-sandbox"])
 def test_literal_secret_in_a_readable_config_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    caplog: pytest.LogCaptureFixture, data: dict[str, object],
@@ -248,8 +288,8 @@ def test_literal_secret_in_a_readable_config_warns(tmp_path: Path, monkeypatch: 
     monkeypatch.delenv("SECRET_TOKEN", raising=False)
     config = _write(tmp_path / "c.yaml", data, mode)
     source = tmp_path / "in.csv"
-    source.write_text("ЄДРПОУ;Email\n32855961;a@b.ua\n" if data["provider"] == "edin" else "email\na@b.ua\n",
-                      encoding="utf-8")
+    source.write_text({"edin": "ЄДРПОУ;Email\n32855961;a@b.ua\n", "invoicebox": "email\na@b.ua\n",
+                       "diadoc": "ИНН\n7703000014\n"}[str(data["provider"])], encoding="utf-8")
     caplog.set_level("WARNING", logger="batch")
     assert main(["validate", str(source), "-c", str(config), "-q"]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
