@@ -1,4 +1,7 @@
-"""Write the sample inputs: partners.xlsx (EDIN) and invoicebox.csv (Invoicebox). Run: python samples/make_samples.py"""
+"""Write the sample inputs: partners.xlsx (EDIN), invoicebox.csv (Invoicebox) and diadoc.xlsx (Kontur.Diadoc).
+
+Run: python samples/make_samples.py
+"""
 
 from __future__ import annotations
 
@@ -117,9 +120,60 @@ def write_invoicebox(path: Path) -> None:
     path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1251"))
 
 
+# Kontur.Diadoc: counterparties by INN (and KPP), the sandbox's seeded organisations (batch/sandbox/README.md).
+# (INN, KPP, name, e-mail, message). INNs and KPPs starting with 0 go in as numbers and lose it, as in real files.
+COUNTERPARTIES: list[tuple[str, str, str, str, str]] = [
+    ("7703000014", "770301001", "ООО «Контрагент 01»", "edo@kontragent01.ru", ""),
+    ("7703000021", "770301001", "ООО «Контрагент 02»", "buh@kontragent02.ru", ""),
+    ("7703000039", "", "ООО «Контрагент 03»", "", ""),
+    ("7703000046", "770301001", "ООО «Контрагент 04»", "Office@Kontragent04.RU", ""),
+    ("7703000053", "", "ООО «Контрагент 05»", "", "Добрый день! Предлагаем перейти на ЭДО с 1 числа."),
+    ("0274001239", "027401001", "ООО «Башкирский Ноль»", "ufa@bashnol.ru", ""),
+    ("7702001015", "770201001", "ООО «Уже Партнёр»", "", ""),
+    ("7702001022", "", "ООО «Ждёт Ответа»", "", ""),
+    ("7702001030", "", "ООО «Зовёт Нас»", "", ""),
+    ("7702001047", "", "ООО «Отказал Нам»", "", ""),
+    ("7702001061", "", "АО «Открытые Двери»", "", ""),
+    ("7702001079", "", "ООО «Только Роуминг»", "", ""),
+    ("7702001086", "", "ООО «Двойник»", "", ""),
+    ("7702001093", "", "ПАО «Головной Офис»", "", ""),
+    ("7702001093", "772643001", "ПАО «Головной Офис», филиал Север", "", ""),
+    ("7702001103", "", "ООО «Две Головы»", "", ""),
+    ("770200111103", "", "ИП Иванов Иван Иванович", "ivanov@ip-ivanov.ru", "Иван Иванович, ждём вас в Диадоке."),
+    ("7704002014", "", "ООО «Только в ЕГРЮЛ 1»", "", ""),
+    ("7704999991", "", "ООО «Нигде»", "", ""),
+    ("7702001016", "", "ООО «Ошибка в ИНН»", "", ""),
+    ("7703000014", "770301001", "ООО «Контрагент 01»", "", ""),
+    ("7703000060", "", "ООО «Контрагент 06»", "buh@kontragent06", ""),
+]
+DIADOC_HEADERS = ["ИНН", "КПП", "Наименование", "Email", "Сообщение"]
+
+
+def write_diadoc(path: Path) -> None:
+    book = xlsxwriter.Workbook(str(path))
+    book.set_properties({"title": "Контрагенты для приглашения", "created": datetime(2024, 6, 1, 9, 0, 0)})
+    bold = book.add_format({"bold": True})
+    sheet = book.add_worksheet("Контрагенты")
+    sheet.write_row(0, 0, DIADOC_HEADERS, bold)
+    for r, (inn, kpp, *texts) in enumerate(COUNTERPARTIES, start=1):
+        for c, code in enumerate((inn, kpp)):
+            if code.startswith("0"):
+                sheet.write_number(r, c, int(code))  # 0274001239 shows as 274001239, as in real files
+            elif code:
+                sheet.write_string(r, c, code)
+        for c, text in enumerate(texts, start=2):
+            if text:
+                sheet.write_string(r, c, text)
+    sheet.set_column(0, 1, 14)
+    sheet.set_column(2, 4, 36)
+    sheet.freeze_panes(1, 0)
+    book.close()
+
+
 def main() -> None:
     write_partners(HERE / "partners.xlsx")
     write_invoicebox(HERE / "invoicebox.csv")
+    write_diadoc(HERE / "diadoc.xlsx")
 
 
 if __name__ == "__main__":
