@@ -1,7 +1,8 @@
 """Docs that cannot rot: the README's sandbox commands run exactly as written, with the exit codes it states.
 
 Rules the README follows, so that this test can read it:
-* commands are in ```sh blocks; `invite-batch …` lines that use `config/sandbox.yaml`, or are `sandbox`,
+* commands are in ```sh blocks; `invite-batch …` lines that use `config/sandbox.yaml` (or
+  `config/sandbox-diadoc.yaml`), or are `sandbox`,
   `validate`, `template`, `status` or `report`, are run; other lines (exports, real configs) are shown only;
 * a trailing `# exit N` states the exit code (none means 0), and any `N status` after it the run's count
   of that status; a leading `pip install … && ` is dropped;
@@ -65,7 +66,7 @@ class Section:
 
 def _picked(args: list[str]) -> bool:
     return bool(args) and args[0] == "invite-batch" and len(args) > 1 and (
-        args[1] in RUN_ALWAYS or "config/sandbox.yaml" in args)
+        args[1] in RUN_ALWAYS or "config/sandbox.yaml" in args or "config/sandbox-diadoc.yaml" in args)
 
 
 def parse(text: str) -> list[Section]:
