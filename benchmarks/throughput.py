@@ -9,6 +9,14 @@ own) and `invite-batch run` as a subprocess (wall time includes start-up). Invoi
   (c) our limit at 3× the sandbox's (60/s vs 20/s): every row sent exactly once, 429s ≤ 15 % of requests.
   (d) 0 ms latency, no limits, 8 workers: the client's ceiling in rows/s on this machine (target ≥ 400).
 
+Kontur.Diadoc rows (find, read the relation, AcquireCounteragent, poll the task), at the docs' advice of 4 workers,
+against generated organisations without a relation (a seed file for `--diadoc-organizations`):
+
+  (e) 30 ms latency, a task's result ready at its first poll: rows/s and API calls per row (target ≤ 4.1: four
+      calls a row, plus the run's token request, GetMyOrganizations and the one relation check).
+  (f) the same with tasks that take 1 s: each poll is answered 204 + `Retry-After: 1`, so a row waits ~1 s;
+      rows/s is bounded by workers ÷ 1 s.
+
 "whole" rates are rows ÷ the command's wall time (start-up, reading, writing results included); "in-run"
 rates are the run's own `rows_per_second` from --summary-json (rows attempted ÷ the run's duration).
 
@@ -83,6 +91,54 @@ def run(work: Path, name: str, url: str, src: Path, *, rate: tuple[str, ...] = (
     return m, json.loads(summary.read_text())
 
 
+def diadoc_seed(path: Path, n: int) -> Path:
+    """A sandbox seed of `n` organisations without a relation (valid INNs from python-stdnum, stable GUIDs)."""
+    import uuid
+
+    from stdnum.ru import inn
+
+    mark = f"benchmarks/throughput.py: {n} organisations without a relation"
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("_comment") == mark:
+        return path
+    orgs = []
+    for i in range(n):
+        stem = f"78{i:07d}"
+        code = stem + inn.calc_company_check_digit(stem)
+        orgs.append({"Inn": code, "Kpp": "780101001", "FullName": f"ООО «Бенчмарк {i}»",
+                     "BoxIdGuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{code}"))})
+    seed = {"_comment": mark, "my_organization": {"Inn": "7701001005", "Kpp": "770101001", "FullName": "ООО «Бенч»",
+                                            "BoxIdGuid": "7bb2de7a-c2a0-5113-8dc8-9cee0e2ae0be"},
+            "organizations": orgs, "egrul": [], "nowhere": []}
+    path.write_text(json.dumps(seed, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def diadoc_run(work: Path, name: str, url: str, seed: Path, n: int) -> tuple[Measured, dict[str, Any], float]:
+    """One Diadoc `invite-batch run` at 4 workers over the first `n` seeded INNs; (measurement, summary, calls/row)."""
+    orgs = json.loads(seed.read_text(encoding="utf-8"))["organizations"][:n]
+    src = work / f"{name}.csv"
+    src.write_text("ИНН\n" + "".join(f"{o['Inn']}\n" for o in orgs), encoding="utf-8")
+    config = work / f"{name}.yaml"
+    config.write_text(
+        f"provider: diadoc\nbase_url: {url}\n"
+        "auth: {client_id: sandbox-client, client_secret: sandbox-secret, refresh_token: sandbox-refresh}\n"
+        "invite: {result_timeout: 60}\nlimits: {workers: 4, rate: []}\n"
+        "retry: {attempts: 5, initial_wait: 0.2, max_wait: 5}\n", encoding="utf-8")
+    checkpoint, summary, output = work / f"{name}.checkpoint.sqlite", work / f"{name}.summary.json", \
+        work / f"{name}.results.csv"
+    clean(checkpoint, summary, output)
+    reset(url)
+    m = measure([*CLI, "run", str(src), "-c", str(config), "-o", str(output), "--checkpoint", str(checkpoint),
+                 "--summary-json", str(summary), "-q", "--no-progress"])
+    if m.rc != 0:
+        raise SystemExit(f"run {name} exited {m.rc}: {m.stderr[-2000:]}")
+    book = ledger(url)
+    agents = book["diadoc"]["counteragents"]
+    if len(agents) != n or any(v["acquires"] != 1 for v in agents.values()):
+        raise SystemExit(f"run {name}: not every counterparty invited exactly once")
+    return m, json.loads(summary.read_text()), book["requests"] / n
+
+
 def sent_once(book: dict[str, Any], n: int) -> tuple[int, int]:
     """(addresses invited exactly once, addresses invited more than once) from the sandbox's ledger."""
     emails = book["invoicebox"]["emails"]
@@ -95,7 +151,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000, help="rows of case (a)")
     parser.add_argument("--limited-rows", type=int, default=300, help="rows of cases (b) and (c)")
     parser.add_argument("--ceiling-rows", type=int, default=3000, help="rows of case (d)")
-    parser.add_argument("--only", default="abcd", help="run only these cases, e.g. --only ad")
+    parser.add_argument("--diadoc-rows", type=int, default=500, help="rows of case (e)")
+    parser.add_argument("--diadoc-slow-rows", type=int, default=40, help="rows of case (f)")
+    parser.add_argument("--only", default="abcdef", help="run only these cases, e.g. --only ad")
     parser.add_argument("--loop", nargs=2, metavar=("URL", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loop:
@@ -162,8 +220,24 @@ def main() -> None:
                       f"{in_run:.1f}", f"sandbox requests {book['requests']:,}", "≥ 400 rows/s in-run",
                       verdict(in_run >= 400), f"cpu {m.cpu:.1f}s"))
 
+    if "e" in args.only or "f" in args.only:
+        seed = diadoc_seed(work / "diadoc-orgs.json", max(args.diadoc_rows, args.diadoc_slow_rows))
+        for case, n, task_ms in (("e", args.diadoc_rows, "0"), ("f", args.diadoc_slow_rows, "1000")):
+            if case not in args.only:
+                continue
+            with sandbox_process("--latency-ms", "30", "--task-ms", task_ms, "--diadoc-organizations",
+                                 str(seed)) as url:
+                m, s, per_row = diadoc_run(work, case, url, seed, n)
+            in_run = s["rows_per_second"]
+            target, ok = ("≤ 4.1 calls/row", per_row <= 4.1) if case == "e" else \
+                ("≈ 4 rows/s (4 workers ÷ 1 s)", 3.0 <= in_run <= 4.5)
+            lines.append((f"({case}) diadoc {n:,} rows, 30 ms, task {int(task_ms) // 1000} s, 4 workers",
+                          f"{m.wall:.2f}", f"{n / m.wall:.1f}", f"{in_run:.1f}", f"{per_row:.2f} calls/row",
+                          target, verdict(ok), f"cpu {m.cpu:.1f}s"))
+
     print()
-    print(table("invite-batch run against `invite-batch sandbox` (separate processes; invoicebox, CSV in/out)",
+    print(table("invite-batch run against `invite-batch sandbox` (separate processes; CSV in/out; invoicebox, "
+                "diadoc in (e) and (f))",
                 ("case", "wall s", "whole rows/s", "in-run rows/s", "measured", "target", "", "client"), lines))
 
 
