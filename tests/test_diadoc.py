@@ -306,3 +306,28 @@ def test_status_shows_the_relation_check_and_unsettled_rows_become_unknown(sandb
     assert all("a look-up cannot tell whether it arrived" in r["detail"] for r in rows)
     agents = sandbox.ledger()["diadoc"]["counteragents"]
     assert all(agents.get(f"{i}/770301001", {"acquires": 0})["acquires"] <= 1 for i in inns)
+
+
+def test_lost_answers_before_the_check_wait_then_become_unknown_then_resend_only_after_the_look(
+        sandbox_factory: Factory, tmp_path: Path) -> None:
+    # A fresh checkpoint and every send answered 500/502/504 (processed about half the time). A processed one
+    # shows in the look: sent. For the others no send was answered, so the look-up is untested: they wait for the
+    # other rows, then end unknown rather than be sent again.
+    sandbox = sandbox_factory(seed=5, ambiguous_rate=1.0)
+    cfg = config(tmp_path, sandbox.url)
+    inns = ["7703000261", "7703000279", "7703000286", "7703000293", "7703000303", "7703000310"]
+    code, rows = run(tmp_path, cfg, [f"{i};;;;" for i in inns])
+    first = {k.split("/")[0]: v["acquires"] for k, v in sandbox.ledger()["diadoc"]["counteragents"].items()}
+    assert set(first.values()) == {1} and 0 < len(first) < len(inns)  # some processed, some not
+    assert code == 1
+    for r in rows:
+        if r["ИНН"] in first:
+            assert (r["status"], r["detail"]) == ("sent", "found invited on reconciliation"), r
+        else:
+            assert r["status"] == "unknown" and "a look-up cannot tell yet whether it arrived" in r["detail"], r
+    # Answers come back; the operator resends the unknown rows: each is looked up first, then sent once.
+    sandbox.configure(ambiguous_rate=0.0)
+    code, rows = run(tmp_path, cfg, [f"{i};;;;" for i in inns], "--keep-input", "--resend-unknown")
+    assert code == 0 and [r["status"] for r in rows] == ["skipped" if i in first else "sent" for i in inns], rows
+    agents = sandbox.ledger()["diadoc"]["counteragents"]
+    assert {k.split("/")[0]: v["acquires"] for k, v in agents.items()} == dict.fromkeys(inns, 1)

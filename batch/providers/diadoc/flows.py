@@ -31,6 +31,7 @@ from ...errors import (
     FatalAPIError,
     Interrupted,
     RetriableAPIError,
+    RunStopped,
     UnreachableError,
 )
 from ...http import HttpClient
@@ -134,8 +135,8 @@ class DiadocSession(Session):
         with self._lock:
             deferred, self._deferred = self._deferred, []
         for task, org, resume in deferred:
-            if self.should_stop():
-                self._unknown(task, join_detail("in flight when the run stopped", UNTESTED))
+            if self.should_stop():  # left in flight: the next run settles it
+                task.result.detail = self._detail(task, join_detail("in flight when the run stopped", UNTESTED))
                 continue
             try:
                 if self.check.value != "yes":
@@ -266,6 +267,7 @@ class DiadocSession(Session):
         """After a send whose answer was lost: its outcome, or (None, target) to send it again."""
         why = f"no answer to the invitation: {describe(err)}"
         log.info("row %d: no answer to AcquireCounteragent; reading the relation", task.result.line)
+        task.result.status, task.result.detail = Status.UNKNOWN, self._detail(task, why)  # until the look tells
         try:
             if org is None:  # by INN: a box it opened may show by now
                 found = pick(self.client.organizations(task.values["inn"], task.values.get("kpp", "")),
@@ -291,6 +293,13 @@ class DiadocSession(Session):
         """Poll the task to its end (204 waits Retry-After with the run's stop-aware sleep); None: no such task.
 
         Until it ends the item stays in flight with its TaskId, so a later run polls it and never resends."""
+        try:
+            return self._poll_until(task, task_id, box, kind)
+        except RunStopped:  # a stop, a refused token, no connection: the task stays in flight for the next run
+            self._running(task, f"task {task_id} still running when the run stopped")
+            raise
+
+    def _poll_until(self, task: Task, task_id: str, box: str, kind: str) -> Verdict | None:
         result = task.result
         deadline = self.clock.monotonic() + self.invite.result_timeout
         while True:
@@ -311,11 +320,7 @@ class DiadocSession(Session):
             wait = min(state.retry_after if state.retry_after is not None else 1.0, self.max_wait)
             if self.clock.monotonic() + wait > deadline:
                 return self._running(task, f"task {task_id} still running")
-            try:
-                self.http.wait(wait)
-            except Interrupted:
-                self._running(task, f"task {task_id} still running when the run stopped")
-                raise
+            self.http.wait(wait)
 
     # ── outcomes ────────────────────────────────────────────────────────────────────────────────
     def _detail(self, task: Task, detail: str) -> str:
