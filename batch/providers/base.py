@@ -125,10 +125,6 @@ class Provider(ABC):
                 should_stop: Callable[[], bool]) -> Session:
         """The session that works this run's rows."""
 
-    # Derived, for the core.
-    def field(self, name: str) -> Field:
-        return next(f for f in self.fields if f.name == name)
-
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)

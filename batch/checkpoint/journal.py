@@ -8,292 +8,52 @@ An item is one partner, keyed by its identity. Its life:
 
 `begin` is committed before the mutating request goes out and `finish` after its answer, so a
 crash can leave only `in_flight` items, which the next run reconciles. Every commit is durable
-(WAL + synchronous=FULL) when the call returns. The schema also holds the input snapshot and per-line
-results, which snapshot.py reads and writes.
+(WAL + synchronous=FULL) when the call returns. The schema (files.py) also holds the input snapshot and the
+per-line results, which the Journal's typed methods save and read (records.py has what they hand out).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
 
-from .clock import SYSTEM, iso_utc
-from .errors import CheckpointError, CheckpointLockedError
-from .model import Identity, RowResult, Status, Summary
-
-SCHEMA_VERSION = 2  # 2: items.scope
-APPLICATION_ID = 0x49424350  # "IBCP": tells our checkpoints from any other SQLite file
-IN_FLIGHT_DETAIL = "in flight when the run stopped"
-STEPS = frozenset({"create", "invite", "mark"})
-MARKS = frozenset({"", "yes", "no", "failed"})
-
-_SCHEMA = """
-CREATE TABLE items (
-    identity      TEXT PRIMARY KEY,
-    state         TEXT NOT NULL,
-    step          TEXT NOT NULL DEFAULT '',
-    partner_id    TEXT NOT NULL DEFAULT '',
-    invitation_id TEXT NOT NULL DEFAULT '',
-    http_status   INTEGER,
-    request_id    TEXT NOT NULL DEFAULT '',
-    detail        TEXT NOT NULL DEFAULT '',
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    marked        TEXT NOT NULL DEFAULT '',
-    sent_at       TEXT NOT NULL DEFAULT '',
-    updated_at    TEXT NOT NULL,
-    run_id        INTEGER,             -- the run whose begin/finish last changed the state
-    scope         TEXT NOT NULL DEFAULT ''  -- the identity's scope (providers.base.Identity)
-) WITHOUT ROWID;
-CREATE TABLE runs (
-    id                 INTEGER PRIMARY KEY,
-    started_at         TEXT NOT NULL,
-    finished_at        TEXT,           -- NULL: the run never ended (killed, or still running)
-    pid                INTEGER NOT NULL,
-    input_path         TEXT NOT NULL,
-    input_sha256       TEXT NOT NULL,
-    config_fingerprint TEXT NOT NULL,
-    provider           TEXT NOT NULL,
-    action             TEXT NOT NULL,
-    headers            TEXT NOT NULL,  -- JSON list
-    dry_run            INTEGER NOT NULL,
-    counts             TEXT,           -- JSON object, from end_run
-    stopped            TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE rows (                    -- the last run's input, so `report` needs no input file (snapshot.py)
-    line     INTEGER PRIMARY KEY,
-    identity TEXT,                     -- NULL: the row was invalid
-    cells    TEXT NOT NULL             -- JSON list
-);
-CREATE TABLE results (                 -- per-line outcome the last run recorded (plan.settle's rows left out)
-    line          INTEGER PRIMARY KEY,
-    status        TEXT NOT NULL,
-    detail        TEXT NOT NULL,
-    partner_id    TEXT NOT NULL,
-    invitation_id TEXT NOT NULL,
-    marked        TEXT NOT NULL,
-    http_status   INTEGER,
-    attempts      INTEGER NOT NULL,
-    request_id    TEXT NOT NULL,
-    sent_at       TEXT NOT NULL
-);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- rows_run, rows_key: whose snapshot `rows` is
-"""
-
-_ITEM_COLUMNS = ("identity, state, step, partner_id, invitation_id, http_status, request_id, detail, "
-                 "attempts, marked, sent_at, updated_at, scope")
-# Schema 1 kept the scope only inside the identity's text (`code:…|tpl:…`): it is split out once, here.
-_MIGRATIONS = {1: "ALTER TABLE items ADD COLUMN scope TEXT NOT NULL DEFAULT ''; "
-                  "UPDATE items SET scope = substr(identity, instr(identity, '|') + 1) WHERE instr(identity, '|') > 0;"}
-
-
-
-
-class ItemState(StrEnum):
-    """Where one partner stands in this checkpoint."""
-
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    SENT = "sent"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-STATES = {s.value: s for s in ItemState}  # a state's text → its member, without Enum's lookup
-
-
-class Item(NamedTuple):
-    """One partner's record in the journal (a NamedTuple: a 100k-item checkpoint loads 3× faster than with a
-    frozen dataclass, whose __init__ sets each of the twelve fields through object.__setattr__)."""
-
-    identity: str
-    state: ItemState
-    step: str  # the in-flight request: "create" | "invite" | "mark" | ""
-    partner_id: str
-    invitation_id: str
-    http_status: int | None
-    request_id: str
-    detail: str
-    attempts: int
-    marked: str  # "" | "yes" | "no" | "failed"
-    sent_at: str
-    updated_at: str
-    scope: str
-
-
-def _item(r: Sequence[Any]) -> Item:
-    """An Item from a row of the _ITEM_COLUMNS."""
-    return Item(r[0], STATES[r[1]], *r[2:])
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """The run just recorded."""
-
-    run_id: int
-    started_at: str
-    input_changed: bool  # the last real run before it was given another input
-
-
-class SavedRow(NamedTuple):
-    """A saved input line with its item's state and outcome (None/"" where the line has no item)."""
-
-    line: int
-    identity: str | None  # None: the row was invalid
-    state: str | None
-    partner_id: str
-    invitation_id: str
-    marked: str
-    http_status: int | None
-    attempts: int
-    request_id: str
-    sent_at: str
-
-
-class ItemOutcome(NamedTuple):
-    """An item's outcome as `report` reads it, with the run that last changed its state."""
-
-    state: ItemState
-    detail: str
-    partner_id: str
-    invitation_id: str
-    marked: str
-    http_status: int | None
-    attempts: int
-    request_id: str
-    sent_at: str
-    run_id: int | None
-
-
-class ReportRow(NamedTuple):
-    """A saved input line for `report`: its cells, the result the run recorded, and its item's outcome."""
-
-    line: int
-    identity: str | None
-    cells: tuple[str, ...]
-    recorded: RowResult | None
-    item: ItemOutcome | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunRecord:
-    """One run as the journal keeps it."""
-
-    id: int
-    started: str
-    finished: str | None  # None: it never ended (killed) or is still running
-    pid: int
-    input_path: str
-    input_sha256: str
-    provider: str
-    action: str
-    dry_run: bool
-    counts: dict[str, int] | None
-    stopped: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JournalStatus:
-    """What `status` shows: items by state, owed marks, the saved input, facts found, the runs."""
-
-    items: dict[str, int]
-    unmarked: int
-    saved_rows: int
-    facts: dict[str, str]
-    runs: list[RunRecord]
-
-    @property
-    def items_total(self) -> int:
-        return sum(self.items.values())
-
-    @property
-    def last_real_run(self) -> RunRecord | None:
-        real = [r for r in self.runs if not r.dry_run]
-        return real[-1] if real else None
-
-
-class _RunLock:
-    """An exclusive flock on `<checkpoint>.lock` holding the owner's pid.
-
-    Hand-written rather than `filelock`: filelock truncates the file when it opens it, which would wipe
-    the holder's pid before a second run could read it for its message. The kernel drops a flock when
-    its process dies, so a lock file left by a killed run never blocks. The file itself is never removed
-    (removing it would let two processes lock two different inodes of the same name).
-    """
-
-    def __init__(self, checkpoint: Path) -> None:
-        self.path = checkpoint.with_name(checkpoint.name + ".lock")
-        try:
-            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise CheckpointError(f"cannot create the lock file {self.path}: {e.strerror}") from e
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(self._fd)
-            who = f"pid {holder}" if holder.isdigit() else "another process"
-            raise CheckpointLockedError(
-                f"checkpoint {checkpoint} is held by {who}: another run is using it; "
-                "wait for it to finish or stop it") from None
-        except OSError as e:
-            os.close(self._fd)
-            raise CheckpointError(f"cannot lock {self.path}: {e.strerror}") from e
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the last descriptor drops the flock
-            self._fd = None
-
-
-def _sibling(path: Path, suffix: str) -> Path:
-    return path.with_name(path.name + suffix)
-
-
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
-    # autocommit mode: transactions are opened explicitly below; one connection is shared by the
-    # worker threads under Journal._mutex.
-    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
-
-
-def _check_version(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> int | None:
-    """The file's schema version (0: a new file that still needs its schema; None: this version's); raises
-    when it is not a checkpoint this version reads."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if app_id == 0 and version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables == 0 and not readonly:
-            return 0
-        raise CheckpointError(f"{path} is not an invite-batch checkpoint")
-    if app_id != APPLICATION_ID:
-        raise CheckpointError(f"{path} is not an invite-batch checkpoint")
-    if version > SCHEMA_VERSION:
-        raise CheckpointError(f"{path} was written by a newer invite-batch (checkpoint schema {version}; "
-                              f"this one reads schema {SCHEMA_VERSION}): upgrade, or start over with --fresh")
-    if version != SCHEMA_VERSION and version not in _MIGRATIONS:
-        raise CheckpointError(f"{path} has an unknown checkpoint schema ({version})")
-    return None if version == SCHEMA_VERSION else int(version)
-
-
-def _migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Bring an older checkpoint up to this version's schema, one step at a time, in one transaction."""
-    script = "".join(_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
-    conn.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+from ..clock import SYSTEM, iso_utc
+from ..errors import CheckpointError
+from ..model import Identity, RowResult, Status, Summary
+from .files import (
+    APPLICATION_ID,
+    ITEM_COLUMNS,
+    MARKS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STEPS,
+    RunLock,
+    abandon,
+    check_version,
+    connect,
+    migrate,
+    sibling,
+)
+from .records import (
+    STATES,
+    Item,
+    ItemOutcome,
+    ItemState,
+    JournalStatus,
+    ReportRow,
+    RunInfo,
+    RunRecord,
+    SavedRow,
+    item_from_row,
+)
 
 
 class _Request:
@@ -310,7 +70,7 @@ class _Request:
 class Journal:
     """The checkpoint of one input: a durable record of every partner's state, shared by worker threads."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock: _RunLock | None,
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: RunLock | None,
                  clock: Callable[[], datetime]) -> None:
         self.path = path
         self.readonly = lock is None
@@ -319,7 +79,7 @@ class Journal:
         self._clock = clock
         self._mutex = threading.Lock()
         self._run_id: int | None = None
-        self._item_columns = _ITEM_COLUMNS
+        self._item_columns = ITEM_COLUMNS
         # Group commit of the per-row writes (_write_one): requests queue here; one thread at a time leads.
         self._group = threading.Condition()
         self._queued: list[_Request] = []
@@ -330,19 +90,19 @@ class Journal:
     def open(cls, path: str | Path, *, clock: Callable[[], datetime] = SYSTEM.now) -> Journal:
         """Open or create the checkpoint for a run, taking its run lock first."""
         path = Path(path)
-        lock = _RunLock(path)
+        lock = RunLock(path)
         conn: sqlite3.Connection | None = None
         try:
             cls._create_private(path)
-            conn = _connect(path, readonly=False)
-            version = _check_version(conn, path, readonly=False)
+            conn = connect(path, readonly=False)
+            version = check_version(conn, path, readonly=False)
             if version == 0:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
+                    f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
                     f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             elif version is not None:
-                _migrate(conn, version)
+                migrate(conn, version)
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CheckpointError(f"{path}: the file system does not support SQLite's WAL mode")
             # FULL fsyncs the WAL at every commit, so an outcome survives power loss, not just a crash:
@@ -352,9 +112,9 @@ class Journal:
             conn.execute("PRAGMA synchronous=FULL")
             for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; older files may not
                 with suppress(FileNotFoundError):
-                    os.chmod(_sibling(path, suffix), 0o600)
+                    os.chmod(sibling(path, suffix), 0o600)
         except BaseException as e:
-            _abandon(path, conn, lock, e)
+            abandon(path, conn, lock, e)
         return cls(path, conn, lock, clock)
 
     @classmethod
@@ -370,14 +130,14 @@ class Journal:
         # close folds the WAL in and removes both. SQLite's own locks keep that safe beside a running run.
         writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
         try:
-            conn = _connect(path, readonly=not writable)
-            old = _check_version(conn, path, readonly=True)
+            conn = connect(path, readonly=not writable)
+            old = check_version(conn, path, readonly=True)
             conn.execute("PRAGMA query_only=1")
         except BaseException as e:
-            _abandon(path, conn, None, e)
+            abandon(path, conn, None, e)
         journal = cls(path, conn, None, SYSTEM.now)
         if old is not None:  # an older schema, read as it is: the next run migrates it
-            journal._item_columns = _ITEM_COLUMNS.replace("scope", "'' AS scope")
+            journal._item_columns = ITEM_COLUMNS.replace("scope", "'' AS scope")
         return journal
 
     @staticmethod
@@ -550,20 +310,20 @@ class Journal:
         """Every item, by identity."""
         with self.reading() as conn:
             rows = conn.execute(f"SELECT {self._item_columns} FROM items").fetchall()
-        return {r[0]: _item(r) for r in rows}
+        return {r[0]: item_from_row(r) for r in rows}
 
     def get(self, identity: str) -> Item | None:
         """One item, or None when this checkpoint has never seen the identity."""
         with self.reading() as conn:
             r = conn.execute(f"SELECT {self._item_columns} FROM items WHERE identity = ?", (identity,)).fetchone()
-        return _item(r) if r else None
+        return item_from_row(r) if r else None
 
     def items_of(self, identities: Collection[str]) -> dict[str, Item]:
         """The items of these identities (those the journal has), by identity."""
         with self.reading() as conn:
             rows = conn.execute(f"SELECT {self._item_columns} FROM items WHERE identity IN "
                                 "(SELECT value FROM json_each(?))", (json.dumps(list(identities)),)).fetchall()
-        return {r[0]: _item(r) for r in rows}
+        return {r[0]: item_from_row(r) for r in rows}
 
     def begin(self, identity: Identity, *, step: str, partner_id: str = "") -> None:
         """Commit the item as in flight (one more attempt) before its mutating request is sent."""
@@ -645,7 +405,7 @@ class Journal:
         with self.reading() as conn:
             rows = conn.execute(f"SELECT {self._item_columns} FROM items WHERE state = 'sent' "
                                 "AND marked IN ('no', 'failed') ORDER BY identity").fetchall()
-        return [_item(r) for r in rows]
+        return [item_from_row(r) for r in rows]
 
     # ── facts learnt about the provider ─────────────────────────────────────────────────────────
     def fact(self, name: str) -> str | None:
@@ -658,7 +418,7 @@ class Journal:
         with self.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"fact:{name}", value))
 
-    # ── the input snapshot and per-line results (snapshot.py) ──────────────────────────────────
+    # ── the input snapshot and per-line results ─────────────────────────────────────────────────
     def save_rows(self, rows: Sequence[tuple[int, str | None, tuple[str, ...]]], key: str) -> None:
         """Replace the saved input with this run's rows: (line, identity or None if invalid, cells)."""
         run_id = self.require_run("save_rows")
@@ -754,60 +514,3 @@ class Journal:
 def _rows_key_is(conn: sqlite3.Connection, key: str) -> bool:
     row = conn.execute("SELECT value FROM meta WHERE key = 'rows_key'").fetchone()
     return row is not None and row[0] == key
-
-
-def _abandon(path: Path, conn: sqlite3.Connection | None, lock: _RunLock | None, error: BaseException) -> NoReturn:
-    """Undo a half-done open (close, release the lock) and re-raise, naming the file for SQLite's errors."""
-    if conn is not None:
-        conn.close()
-    if lock is not None:
-        lock.release()
-    if isinstance(error, sqlite3.Error):
-        raise CheckpointError(f"{path} is not a usable checkpoint: {error}") from error
-    raise error
-
-
-def set_aside(path: str | Path, *, clock: Callable[[], datetime] = SYSTEM.now) -> Path | None:
-    """Rename the checkpoint to `<name>.<UTC timestamp>.sqlite` for --fresh; None when there is none."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    lock = _RunLock(path)  # refuses while another run holds it
-    try:
-        _fold_wal(path)
-        stem = path.stem if path.suffix == ".sqlite" else path.name
-        stamp = iso_utc(clock()).replace("-", "").replace(":", "")
-        target = path.with_name(f"{stem}.{stamp}.sqlite")
-        n = 1
-        while target.exists():
-            n += 1
-            target = path.with_name(f"{stem}.{stamp}-{n}.sqlite")
-        try:
-            # A WAL that could not be folded in moves first: left behind, it would be replayed into the
-            # new checkpoint created under the old name.
-            for suffix in ("-wal", "-shm"):
-                if _sibling(path, suffix).exists():
-                    os.rename(_sibling(path, suffix), _sibling(target, suffix))
-            os.rename(path, target)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as e:
-            raise CheckpointError(f"cannot set aside checkpoint {path}: {e.strerror}") from e
-    finally:
-        lock.release()
-    return target
-
-
-def _fold_wal(path: Path) -> None:
-    """Checkpoint a leftover WAL into the database so the file moves alone (best effort)."""
-    if not _sibling(path, "-wal").exists():
-        return
-    with suppress(sqlite3.Error):
-        conn = _connect(path, readonly=False)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()  # the last connection's close removes -wal and -shm
