@@ -56,8 +56,8 @@ def _logging_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="invite-batch", description="Invite every partner in a spreadsheet to EDIN DOCflow "
-                     "or Invoicebox, safely and resumably.", formatter_class=fmt,
+    parser = _Parser(prog="invite-batch", description="Invite every partner in a spreadsheet to an e-document "
+                     "platform (EDIN DOCflow, Invoicebox, Kontur.Diadoc), safely and resumably.", formatter_class=fmt,
                      epilog="example:\n  invite-batch run samples/partners.xlsx -c config/sandbox.yaml")
     parser.add_argument("--version", action="version", version=f"invite-batch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
