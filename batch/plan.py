@@ -56,7 +56,7 @@ def settle(table: Table, saved: Sequence[SavedRow], config: Config) -> Settled |
     and planning them. None when the snapshot does not line up with the table."""
     if len(saved) != len(table.rows):
         return None
-    owes = config.profile.owes_followup
+    owes = config.profile.followup(config)
     out = Settled(results={}, followups=[], open=[])
     first: dict[str, int] = {}
     skipped = Status.SKIPPED
@@ -76,7 +76,7 @@ def settle(table: Table, saved: Sequence[SavedRow], config: Config) -> Settled |
                                    invitation_id=row.invitation_id, marked=row.marked, http_status=row.http_status,
                                    attempts=row.attempts, request_id=row.request_id, sent_at=row.sent_at)
                 out.results[line] = result
-                if owes(config, row):
+                if owes is not None and owes(row):
                     out.followups.append(Task(Identity(ident), {}, result, None))
             elif state is not None:
                 out.open.append(ident)
@@ -110,6 +110,7 @@ def plan(rows: Sequence[Row], config: Config, journal: Journal | None, *, settle
 def _plan(rows: Sequence[Row], config: Config, items: Mapping[str, Item],
           load_all: Callable[[], Mapping[str, Item]], retry_failed: bool, resend_unknown: bool) -> Plan:
     profile: Provider = config.profile
+    owes = profile.followup(config)
     resolved: dict[tuple[str, str], Item] | None = None  # made at the first row that needs it: most files never do
     first: dict[str, int] = {}  # identity → line of its first valid row (find_duplicates, in the same pass)
     out = Plan(results=[], tasks=[], followups=[], lost=[])
@@ -145,7 +146,7 @@ def _plan(rows: Sequence[Row], config: Config, items: Mapping[str, Item],
         if state in _DONE:
             _copy(item, result)
             result.status, result.detail = Status.SKIPPED, done_earlier(state)
-            if profile.owes_followup(config, item):
+            if owes is not None and owes(item):
                 out.followups.append(task)
             continue
         _copy(item, result)

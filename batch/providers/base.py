@@ -9,7 +9,7 @@ entry-point group `invite_batch.providers` (see `registry.py`). Its `Provider` s
   (`required`), and its row rules (`rules`: a RawRow → a valid Row or all its problems);
 * its identity rule (`identity`: the key a row is known by in the checkpoint and among duplicates);
 * what an item left in flight by a crash means (`reconciles`): looked up again, or `unknown`;
-* the batched follow-up an earlier run may still owe (`owes_followup`, e.g. EDIN's status mark);
+* the batched follow-up an earlier run may still owe (`followup`, e.g. EDIN's status mark);
 * its client and its per-row flow, behind `session()`: one `Session` a run.
 
 The core (config, reader, validation, plan, runner, results, report, cli) calls only this interface and
@@ -52,7 +52,7 @@ class Field:
 
 
 class Done(Protocol):
-    """What `owes_followup` reads of an item an earlier run finished (a journal Item or a saved row's join)."""
+    """What `followup`'s test reads of an item an earlier run finished (a journal Item or a saved row's join)."""
 
     @property
     def state(self) -> str | None: ...
@@ -79,7 +79,7 @@ class Session(ABC):
         """Work one row to its outcome, recorded through `outcome.record`; the verdict feeds the breaker."""
 
     def owed(self, followups: Sequence[Task]) -> None:  # noqa: B027
-        """Take the rows an earlier run sent whose batched follow-up is still owed (`owes_followup`)."""
+        """Take the rows an earlier run sent whose batched follow-up is still owed (`followup`)."""
 
     def finish(self) -> None:  # noqa: B027
         """Complete the batched steps (after the last row, or on a graceful stop)."""
@@ -116,9 +116,10 @@ class Provider(ABC):
         """Whether a row whose item a crash left in flight can be settled by looking it up (else `unknown`)."""
         return False
 
-    def owes_followup(self, config: Config, item: Done) -> bool:
-        """Whether an item an earlier run finished still owes a batched step this run must do."""
-        return False
+    def followup(self, config: Config) -> Callable[[Done], bool] | None:
+        """With this config, the test of whether an item an earlier run finished still owes a batched step this
+        run must do; None when no item can (a resume of 100k rows then asks nothing of them)."""
+        return None
 
     @abstractmethod
     def session(self, config: Config, http: HttpClient, journal: Journal, clock: Clock,

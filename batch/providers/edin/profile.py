@@ -90,6 +90,12 @@ _SCOPES: dict[str, str] = {}  # a template id → its scope text, shared by ever
 _identity = tuple.__new__  # an Identity without NamedTuple's Python-level __new__
 
 
+def _mark_owed(item: Done) -> bool:
+    """A sent partner whose "invitation sent" mark is still owed; "" too: sent while marking was switched off,
+    and the operator has switched it on since."""
+    return item.state == ItemState.SENT and item.marked in ("", "no", "failed") and bool(item.partner_id)
+
+
 class EdinProvider(Provider):
     """EDIN DOCflow: look the partner up by code (or take its id), create it when missing, invite, mark."""
 
@@ -144,10 +150,10 @@ class EdinProvider(Provider):
     def reconciles(self, item: Item) -> bool:
         return True  # a look-up by code tells whether the invitation arrived (flows.py)
 
-    def owes_followup(self, config: Config, item: Done) -> bool:
-        # "" too: sent while marking was switched off, and the operator has switched it on since.
-        return (config.action == "invite" and config.invite.mark_status and item.state == ItemState.SENT
-                and item.marked in ("", "no", "failed") and bool(item.partner_id))
+    def followup(self, config: Config) -> Callable[[Done], bool] | None:
+        if config.action != "invite" or not config.invite.mark_status:
+            return None
+        return _mark_owed
 
     def session(self, config: Config, http: HttpClient, journal: Journal, clock: Clock,
                 should_stop: Callable[[], bool]) -> Session:
