@@ -646,4 +646,5 @@ def test_a_results_file_fed_back_as_input_reports_what_was_sent_even_after_a_kil
         row = rows[c]
         assert (row["status (result)"], row["detail (result)"]) == ("skipped", "sent in an earlier run"), row
         assert row["partner_id (result)"] == row["partner_id"] != ""
-    assert sum(1 for c in codes[8:] if rows[c]["status (result)"] == "sent") >= 1
+    # The two new invitations the sandbox saw are `sent`, or `unknown` if the kill came before their answer.
+    assert sum(1 for c in codes[8:] if rows[c]["status (result)"] in ("sent", "unknown")) >= 2
