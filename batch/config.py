@@ -308,7 +308,8 @@ def _to_bool(v: Any) -> bool:
     raise ValueError
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` names this machine: `localhost` or a loopback address (IPv4 or IPv6)."""
     if not host:
         return False
     if host == "localhost":
@@ -326,7 +327,7 @@ def check_base_url(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"must be an http(s) URL or 'embedded', got {url!r}"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         return f"plain http is refused except on loopback (use https): {url!r}"
     return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -16,7 +15,7 @@ from types import TracebackType
 
 import uvicorn
 
-from ..config import Config
+from ..config import Config, is_loopback
 from ..errors import UsageError
 from ..logs import register_secret
 from .app import create_app
@@ -26,14 +25,8 @@ log = logging.getLogger("batch.ui")
 
 def check_loopback(host: str) -> None:
     """Only a loopback address may serve the page (SPEC §11)."""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise UsageError(f"--host {host}: the page serves on a loopback address only (127.0.0.1)")
+    if not is_loopback(host):
+        raise UsageError(f"--host {host}: the page serves on a loopback address only (127.0.0.1)")
 
 
 class UiServer:

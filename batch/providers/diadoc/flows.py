@@ -13,7 +13,6 @@ Exactly once without an idempotency key:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ...checkpoint import ItemState, Journal
 from ...clock import Clock
-from ...config import Config
+from ...config import Config, is_loopback
 from ...errors import (
     AmbiguousAPIError,
     APIError,
@@ -114,7 +113,7 @@ class DiadocSession(Session):
         url = self.auth.token_url
         if url is None:
             host = urlsplit(self.config.base_url).hostname or ""
-            url = self.config.base_url + TOKEN_PATH if _loopback(host) else DEFAULT_TOKEN_URL
+            url = self.config.base_url + TOKEN_PATH if is_loopback(host) else DEFAULT_TOKEN_URL
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         return origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -398,12 +397,3 @@ def pick(orgs: list[Organization], with_kpp: bool) -> Organization | list[Organi
     if not usable:
         return None
     return usable[0] if len(usable) == 1 else usable
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
