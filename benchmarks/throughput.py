@@ -77,9 +77,11 @@ def loop(url: str, src: Path) -> None:
     print(json.dumps({"rows": sent, "seconds": time.perf_counter() - start}))
 
 
-def run(work: Path, name: str, url: str, src: Path, *, rate: tuple[str, ...] = ()) -> tuple[Measured, dict[str, Any]]:
-    """One `invite-batch run` on a fresh checkpoint; returns the measurement and its summary JSON."""
-    config = invoicebox_config(work / f"{name}.yaml", url, workers=WORKERS, rate=rate)
+def run(work: Path, name: str, url: str, src: Path, *, rate: tuple[str, ...] = (),
+        config: Path | None = None) -> tuple[Measured, dict[str, Any]]:
+    """One `invite-batch run` on a fresh checkpoint (Invoicebox unless `config` is given); returns the
+    measurement and its summary JSON."""
+    config = config or invoicebox_config(work / f"{name}.yaml", url, workers=WORKERS, rate=rate)
     checkpoint, summary, output = work / f"{name}.checkpoint.sqlite", work / f"{name}.summary.json", \
         work / f"{name}.results.csv"
     clean(checkpoint, summary, output)
@@ -124,19 +126,12 @@ def diadoc_run(work: Path, name: str, url: str, seed: Path, n: int) -> tuple[Mea
         "auth: {client_id: sandbox-client, client_secret: sandbox-secret, refresh_token: sandbox-refresh}\n"
         "invite: {result_timeout: 60}\nlimits: {workers: 4, rate: []}\n"
         "retry: {attempts: 5, initial_wait: 0.2, max_wait: 5}\n", encoding="utf-8")
-    checkpoint, summary, output = work / f"{name}.checkpoint.sqlite", work / f"{name}.summary.json", \
-        work / f"{name}.results.csv"
-    clean(checkpoint, summary, output)
-    reset(url)
-    m = measure([*CLI, "run", str(src), "-c", str(config), "-o", str(output), "--checkpoint", str(checkpoint),
-                 "--summary-json", str(summary), "-q", "--no-progress"])
-    if m.rc != 0:
-        raise SystemExit(f"run {name} exited {m.rc}: {m.stderr[-2000:]}")
+    m, summary = run(work, name, url, src, config=config)
     book = ledger(url)
     agents = book["diadoc"]["counteragents"]
     if len(agents) != n or any(v["acquires"] != 1 for v in agents.values()):
         raise SystemExit(f"run {name}: not every counterparty invited exactly once")
-    return m, json.loads(summary.read_text()), book["requests"] / n
+    return m, summary, book["requests"] / n
 
 
 def sent_once(book: dict[str, Any], n: int) -> tuple[int, int]:

@@ -74,6 +74,16 @@ def _codes(n: int) -> list[str]:
     return out
 
 
+def _write_xlsx(path: Path, sheet: str, headers: list[str], rows: list[list[str]]) -> Path:
+    """An input workbook with text cells, as an office spreadsheet would hold them."""
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet(sheet)
+    for r, row in enumerate([headers, *rows]):
+        for c, text in enumerate(row):
+            ws.write_string(r, c, text)
+    wb.close()
+    return path
+
 def _edin_input(folder: Path) -> Path:
     path = folder / "partners.xlsx"
     codes = _codes(ROWS + 1)
@@ -81,13 +91,7 @@ def _edin_input(folder: Path) -> Path:
     bad = codes[ROWS][:-1] + str((int(codes[ROWS][-1]) + 1) % 10)
     rows.append([bad, "ТОВ Помилка", "bad@bad.ua"])  # wrong check digit: invalid
     rows.append(list(rows[0]))  # duplicate
-    wb = xlsxwriter.Workbook(str(path))
-    ws = wb.add_worksheet("Партнери")
-    for r, row in enumerate([["ЄДРПОУ", "Назва", "Електронна пошта"], *rows]):
-        for c, text in enumerate(row):
-            ws.write_string(r, c, text)
-    wb.close()
-    return path
+    return _write_xlsx(path, "Партнери", ["ЄДРПОУ", "Назва", "Електронна пошта"], rows)
 
 
 def _invoicebox_input(folder: Path) -> Path:
@@ -106,13 +110,7 @@ def _diadoc_input(folder: Path) -> Path:
             for i, s in enumerate(stems)]
     rows.append(["7703000015", "ООО Ошибка", "bad@bad.ru"])  # wrong check digit: invalid
     rows.append(list(rows[0]))  # duplicate
-    wb = xlsxwriter.Workbook(str(path))
-    ws = wb.add_worksheet("Контрагенты")
-    for r, row in enumerate([["ИНН", "Наименование", "Email"], *rows]):
-        for c, text in enumerate(row):
-            ws.write_string(r, c, text)
-    wb.close()
-    return path
+    return _write_xlsx(path, "Контрагенты", ["ИНН", "Наименование", "Email"], rows)
 
 
 def _config(folder: Path, provider: str, url: str) -> Path:
